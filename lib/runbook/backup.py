@@ -1,0 +1,104 @@
+"""Step 01: a consistent, verified copy of the source before anything else happens."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runbook import source as sqlite_source
+from runbook.errors import RunbookError
+from runbook.run import RunFolder
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (flat memory at any size)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def snapshot(source: str | Path, run: RunFolder) -> dict[str, Any]:
+    """Copy the source with SQLite's online backup API (sees committed `-wal` content, unlike
+    `cp`), then check the copy and record its hash, counts and sizes in `backup.json`."""
+    source_path = sqlite_source.check_file(source)
+    target = run.backup_path
+    if target.exists():
+        target.unlink()
+    started = datetime.now(UTC)
+    src = sqlite_source.open_readonly(source_path)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst, pages=4096)
+            dst.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            dst.close()
+    except sqlite3.DatabaseError as exc:
+        target.unlink(missing_ok=True)
+        raise RunbookError(
+            f"the source {source_path.name} could not be copied: {exc}",
+            fix="check that the file is a complete, readable SQLite database",
+        ) from None
+    finally:
+        src.close()
+    target.chmod(0o444)  # the snapshot is evidence: never modified after this point
+    copy = sqlite_source.open_readonly(target)
+    try:
+        tables = sqlite_source.table_names(copy)
+        result = {
+            "source_name": source_path.name,
+            "source_bytes": source_path.stat().st_size,
+            "backup_file": target.name,
+            "backup_bytes": target.stat().st_size,
+            "sha256": sha256_file(target),
+            "sqlite_version": sqlite3.sqlite_version,
+            "started_at": started.isoformat(timespec="seconds"),
+            "integrity_check": sqlite_source.integrity_problems(copy) or ["ok"],
+            "foreign_key_check": sqlite_source.foreign_key_problems(copy)[:1000],
+            "row_counts": sqlite_source.row_counts(copy, tables),
+            "table_bytes": sqlite_source.table_sizes(copy),
+        }
+    finally:
+        copy.close()
+    if not tables:
+        raise RunbookError(
+            f"the source {source_path.name} holds no tables",
+            fix="check that this is the application's database file and not an empty one",
+        )
+    run.write("backup", result)
+    return result
+
+
+def require_sound(backup: dict[str, Any]) -> None:
+    """Stop when the copy failed SQLite's integrity check: a corrupt file proves nothing."""
+    if backup["integrity_check"] != ["ok"]:
+        first = "; ".join(backup["integrity_check"][:3])
+        raise RunbookError(
+            f"PRAGMA integrity_check failed on the backup: {first}",
+            fix="restore the source from a good backup or repair it (sqlite3 .recover) first",
+        )
+
+
+def key_facts(backup: dict[str, Any]) -> dict[str, Any]:
+    """What the audit record must show of the backup."""
+    return {
+        "source file": backup["source_name"],
+        "backup sha256": backup["sha256"],
+        "integrity_check": ", ".join(backup["integrity_check"][:3]),
+        "foreign_key_check problems": len(backup["foreign_key_check"]),
+        "tables": len(backup["row_counts"]),
+        "rows": sum(backup["row_counts"].values()),
+    }
+
+
+def summary(backup: dict[str, Any]) -> str:
+    """One line for the verdict."""
+    return (
+        f"backup sha256 {backup['sha256']} holds {sum(backup['row_counts'].values())} rows "
+        f"in {len(backup['row_counts'])} tables; integrity ok."
+    )

@@ -1,0 +1,194 @@
+"""The `runbook` command: run the four notebooks with papermill and archive the run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from runbook.errors import RunbookError
+from runbook.run import new_run_name, runs_root
+from runbook.session import STEPS
+from runbook.target import (
+    Target,
+    create_database,
+    drop_database,
+    embedded_target,
+    mask_text,
+    project_home,
+    read_dotenv,
+    resolve_target,
+    server_version,
+    stop_embedded,
+)
+
+DEMO_SCALE = 0.02
+DEMO_DATABASE = "coldchain_demo"
+DEMO_URL_ENV = "RUNBOOK_DEMO_DATABASE_URL"
+
+
+def _parse_steps(text: str) -> list[str]:
+    chosen = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in STEPS]
+    if unknown or not chosen:
+        raise RunbookError(
+            f"unknown step(s) {unknown or text!r}", fix=f"choose from {', '.join(STEPS)}"
+        )
+    return [s for s in STEPS if s in chosen]
+
+
+def _load_dotenv(env_var: str) -> None:
+    """Make a `.env` value visible to the notebook kernels (read only; nothing is written)."""
+    dotenv = Path.cwd() / ".env"
+    if not os.environ.get(env_var) and dotenv.is_file():
+        value = read_dotenv(dotenv).get(env_var)
+        if value:
+            os.environ[env_var] = value
+
+
+def run_steps(
+    source: Path,
+    run_dir: Path | None,
+    steps: list[str],
+    env_var: str = "DATABASE_URL",
+    on_bad_rows: str = "stop",
+) -> int:
+    """Execute the chosen steps into a run folder, write the manifest, print a summary; the exit
+    status is 0 only when every step passed."""
+    from runbook.archive import execute_step, write_manifest
+
+    _load_dotenv(env_var)
+    target = resolve_target("", env_var)
+    if target.kind == "embedded":  # let the kernels find the same server and database
+        os.environ.setdefault("RUNBOOK_EMBEDDED_DATABASE", target.database)
+    secrets = (target.password or "",)
+    server = server_version(target)  # fails here, before step 01, when the target is wrong
+    if "backup" in steps:
+        from runbook.source import check_file
+
+        check_file(source)
+    run_dir = run_dir or runs_root() / new_run_name()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    parameters = {
+        "source_db": str(source.resolve()),
+        "run_dir": str(run_dir.resolve()),
+        "database_url_env": env_var,
+        "on_bad_rows": on_bad_rows,
+    }
+    print(f"Run folder: {run_dir}")
+    print(f"Target:     {target.display} ({server})")
+    records = []
+    for step in steps:
+        record = execute_step(step, run_dir, parameters, secrets)
+        records.append(record)
+        print(f"  {step:<9} {record['outcome']:<7} {record['seconds']:>8.1f} s")
+        if record["outcome"] != "passed":
+            print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
+            break
+    manifest = write_manifest(
+        run_dir,
+        parameters=parameters,
+        target_display=target.display,
+        server=server,
+        steps=records,
+        started_at=started,
+    )
+    failed = [r for r in records if r["outcome"] != "passed"]
+    if failed:
+        print(f"FAILED at step {failed[0]['step']}; the notebooks in {run_dir} show where.")
+        return 1
+    verdict = "PASS" if manifest["outcome"] == "passed" else f"steps {', '.join(steps)} passed"
+    print(f"{verdict}. Manifest: {run_dir / 'manifest.json'}")
+    return 0
+
+
+def demo(scale: float, seed: int) -> int:
+    """Sample database into `data/`, a fresh database on the embedded server, all four steps."""
+    from coldchain.sample import generate
+
+    data = project_home() / "data"
+    data.mkdir(exist_ok=True)
+    sample = data / f"sample-scale{scale:g}-seed{seed}.db"
+    if not sample.exists():
+        counts = generate(sample, scale=scale, seed=seed)
+        print(f"Sample database {sample.name}: {sum(counts.values())} rows")
+    server: Target = embedded_target()
+    admin = server.with_database("postgres")
+    drop_database(admin, DEMO_DATABASE)
+    create_database(admin, DEMO_DATABASE)
+    os.environ[DEMO_URL_ENV] = server.with_database(DEMO_DATABASE).url
+    return run_steps(sample, None, list(STEPS), env_var=DEMO_URL_ENV)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runbook", description="Migrate the Cold Chain Dispatch System to PostgreSQL."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sample = sub.add_parser("sample", help="write a deterministic sample SQLite database")
+    sample.add_argument("out", type=Path)
+    sample.add_argument("--scale", type=float, default=0.01, help="1 ≈ 1M temperature logs")
+    sample.add_argument("--seed", type=int, default=42)
+
+    run = sub.add_parser("run", help="run the four steps with papermill and archive the run")
+    run.add_argument("source", type=Path, help="the application's SQLite database")
+    run.add_argument("--run-dir", type=Path, help="run folder (default runs/<UTC time>-<id>/)")
+    run.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset")
+    run.add_argument(
+        "--database-url-env",
+        default="DATABASE_URL",
+        help="environment variable holding the target URL (never pass the URL itself)",
+    )
+    run.add_argument("--on-bad-rows", default="stop", choices=["stop"])
+
+    demo_cmd = sub.add_parser("demo", help="sample + embedded PostgreSQL + all four steps")
+    demo_cmd.add_argument("--scale", type=float, default=DEMO_SCALE)
+    demo_cmd.add_argument("--seed", type=int, default=42)
+
+    server = sub.add_parser("server", help="the embedded PostgreSQL under .runbook/")
+    server.add_argument("action", choices=["start", "stop", "status"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "sample":
+            from coldchain.sample import generate
+
+            counts = generate(args.out, scale=args.scale, seed=args.seed)
+            for table, count in counts.items():
+                print(f"{table:<20} {count:>10}")
+            return 0
+        if args.command == "run":
+            if args.run_dir is None and args.steps != ",".join(STEPS):
+                raise RunbookError(
+                    "--steps without --run-dir has no earlier results to work on",
+                    fix="pass --run-dir of the run whose steps you want to repeat",
+                )
+            return run_steps(
+                args.source,
+                args.run_dir,
+                _parse_steps(args.steps),
+                args.database_url_env,
+                args.on_bad_rows,
+            )
+        if args.command == "demo":
+            return demo(args.scale, args.seed)
+        if args.action == "stop":
+            print("stopped" if stop_embedded() else "not running")
+        else:
+            target = embedded_target()
+            print(f"{target.display}: {server_version(target)}")
+        return 0
+    except RunbookError as exc:
+        print(f"runbook: {mask_text(str(exc))}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,437 @@
+"""The one table of column conversions, used by every step.
+
+For each target type, a `Conversion` says how a SQLite value is rendered as COPY text (a SQL
+expression SQLite evaluates in C), which SQLite values do not fit (SQL predicates, so the
+preflight scan runs inside SQLite), and the canonical text both engines' values map to, so
+checksums compare across engines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from runbook.errors import RunbookError
+
+NULL_COPY = "'\\N'"  # SQL literal of COPY's NULL marker
+
+
+def copy_escape(expr: str) -> str:
+    """SQL that escapes text for COPY's text format (backslash, newline, carriage return, tab)."""
+    return (
+        f"replace(replace(replace(replace({expr}, '\\', '\\\\'), char(10), '\\n'), "
+        f"char(13), '\\r'), char(9), '\\t')"
+    )
+
+
+@dataclass(frozen=True)
+class TargetType:
+    """A PostgreSQL column type as `format_type` prints it, split into base name and modifiers."""
+
+    text: str
+
+    @property
+    def base(self) -> str:
+        return re.sub(r"\(.*\)", "", self.text).strip()
+
+    @property
+    def modifiers(self) -> tuple[int, ...]:
+        match = re.search(r"\(([\d,\s]+)\)", self.text)
+        return tuple(int(p) for p in match.group(1).split(",")) if match else ()
+
+
+Check = tuple[str, str]  # (misfit kind, SQL predicate true when a non-null value does not fit)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How one kind of SQLite value becomes one PostgreSQL type, and how both are compared."""
+
+    name: str
+    rule: str
+    render: Callable[[str, TargetType], str]
+    checks: Callable[[str, TargetType], list[Check]]
+    canonical: Callable[[Any], str]
+    target_select: Callable[[str], str] = lambda col: col  # how verify reads the target column
+
+
+def _kind_error(value: Any) -> str:
+    return f"<unconvertible {type(value).__name__} {value!r}>"
+
+
+# --- canonical forms: one text per value, whichever engine it came from -------------------------
+
+
+def canonical_integer(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _kind_error(value)
+
+
+_TRUE = {"1", "t", "true"}
+_FALSE = {"0", "f", "false"}
+
+
+def canonical_boolean(value: Any) -> str:
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    text = str(value).strip().lower() if isinstance(value, int | str) else None
+    if text in _TRUE:
+        return "t"
+    if text in _FALSE:
+        return "f"
+    return _kind_error(value)
+
+
+def canonical_float(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return repr(float(value))
+    return _kind_error(value)
+
+
+def canonical_numeric(value: Any) -> str:
+    """Decimal value without trailing zeros: a float means its shortest repr (what it denotes)."""
+    if isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, int | Decimal) and not isinstance(value, bool):
+        number = Decimal(value)
+    else:
+        return _kind_error(value)
+    if number.is_nan():
+        return "NaN"
+    if number == 0:
+        return "0"
+    return format(number.normalize(), "f")
+
+
+def canonical_timestamp(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return _kind_error(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.isoformat(sep=" ", timespec="microseconds")
+    return _kind_error(value)
+
+
+def canonical_date(value: Any) -> str:
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            value = date.fromisoformat(value)
+        except ValueError:
+            return _kind_error(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    return _kind_error(value)
+
+
+def canonical_time(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            value = time.fromisoformat(value)
+        except ValueError:
+            return _kind_error(value)
+    if isinstance(value, time) and value.tzinfo is None:
+        return value.isoformat(timespec="microseconds")
+    return _kind_error(value)
+
+
+def _json_canonical(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _json_canonical(node[key]) for key in sorted(node)}
+    if isinstance(node, list):
+        return [_json_canonical(item) for item in node]
+    if isinstance(node, Decimal):
+        return _JsonNumber(canonical_numeric(node))
+    return node
+
+
+class _JsonNumber(float):
+    """A number already in canonical text; json.dumps prints it through `repr`."""
+
+    def __new__(cls, text: str) -> _JsonNumber:
+        number = super().__new__(cls, 0.0)
+        number.text = text
+        return number
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def canonical_json(value: Any) -> str:
+    """Keys sorted, numbers as exact decimals, no insignificant spacing (jsonb re-orders keys)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return canonical_numeric(value)  # a bare JSON number SQLite stored as a number
+    if not isinstance(value, str):
+        return _kind_error(value)
+    try:
+        parsed = json.loads(value, parse_float=Decimal, parse_int=Decimal)
+    except ValueError:
+        return _kind_error(value)
+    return json.dumps(_json_canonical(parsed), ensure_ascii=False, separators=(",", ":"))
+
+
+def canonical_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return _kind_error(value)
+
+
+def canonical_bytes(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return _kind_error(value)
+
+
+# --- the conversions ----------------------------------------------------------------------------
+
+_INT_RANGES = {
+    "smallint": (-(2**15), 2**15 - 1),
+    "integer": (-(2**31), 2**31 - 1),
+    "bigint": (-(2**63), 2**63 - 1),
+}
+
+
+def _integer_checks(col: str, target: TargetType) -> list[Check]:
+    low, high = _INT_RANGES[target.base]
+    return [
+        ("wrong_type", f"typeof({col}) <> 'integer'"),
+        ("integer_overflow", f"typeof({col}) = 'integer' AND {col} NOT BETWEEN {low} AND {high}"),
+    ]
+
+
+def _numeric_checks(col: str, target: TargetType) -> list[Check]:
+    checks = [("wrong_type", f"typeof({col}) NOT IN ('integer', 'real')")]
+    checks.append(
+        (
+            "too_precise",
+            f"typeof({col}) = 'real' AND CAST(printf('%!.15g', {col}) AS REAL) <> {col}",
+        )
+    )
+    if len(target.modifiers) == 2:
+        precision, scale = target.modifiers
+        checks.append(("too_precise", f"typeof({col}) = 'real' AND round({col}, {scale}) <> {col}"))
+        checks.append(
+            (
+                "numeric_overflow",
+                f"typeof({col}) IN ('integer', 'real') "
+                f"AND abs({col}) >= 1e{precision - scale} - 0.5e-{scale}",
+            )
+        )
+    return checks
+
+
+def _datetime_checks(col: str, target: TargetType) -> list[Check]:
+    shape = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][ T][0-9][0-9]:[0-9][0-9]*"
+    day = f"substr({col}, 1, 10)"
+    return [
+        (
+            "unparseable_datetime",
+            f"typeof({col}) <> 'text' OR {col} NOT GLOB '{shape}' "
+            f"OR julianday({col}) IS NULL OR date(julianday({day})) IS NOT {day} "
+            f"OR length({col}) NOT IN (16, 19, 21, 22, 23, 24, 25, 26)",
+        )
+    ]
+
+
+def _date_checks(col: str, target: TargetType) -> list[Check]:
+    return [("unparseable_date", f"typeof({col}) <> 'text' OR date(julianday({col})) IS NOT {col}")]
+
+
+def _time_checks(col: str, target: TargetType) -> list[Check]:
+    shape = "[0-2][0-9]:[0-5][0-9]*"
+    return [
+        (
+            "unparseable_time",
+            f"typeof({col}) <> 'text' OR {col} NOT GLOB '{shape}' OR time({col}) IS NULL "
+            f"OR length({col}) NOT IN (5, 8, 10, 11, 12, 13, 14, 15)",
+        )
+    ]
+
+
+def _text_checks(col: str, target: TargetType) -> list[Check]:
+    checks = [
+        ("wrong_type", f"typeof({col}) <> 'text'"),
+        ("nul_character", f"typeof({col}) = 'text' AND instr({col}, char(0)) > 0"),
+    ]
+    if target.base in ("character varying", "character") and target.modifiers:
+        checks.append(
+            ("too_long", f"typeof({col}) = 'text' AND length({col}) > {target.modifiers[0]}")
+        )
+    return checks
+
+
+def _json_checks(col: str, target: TargetType) -> list[Check]:
+    # JSON declares NUMERIC affinity in SQLite: a bare JSON number is stored as a number
+    return [
+        ("wrong_type", f"typeof({col}) NOT IN ('text', 'integer', 'real')"),
+        ("invalid_json", f"typeof({col}) = 'text' AND NOT json_valid({col})"),
+        ("nul_character", f"typeof({col}) = 'text' AND instr(lower({col}), '\\u0000') > 0"),
+    ]
+
+
+def _shortest_real(col: str) -> str:
+    """SQL for the shortest of 15, 16 or 17 significant digits that gives back the same double."""
+    return (
+        f"CASE WHEN CAST(printf('%!.15g', {col}) AS REAL) = {col} THEN printf('%!.15g', {col}) "
+        f"WHEN CAST(printf('%!.16g', {col}) AS REAL) = {col} THEN printf('%!.16g', {col}) "
+        f"ELSE printf('%!.17g', {col}) END"
+    )
+
+
+def _json_render(col: str, target: TargetType) -> str:
+    return f"CASE typeof({col}) WHEN 'real' THEN {_shortest_real(col)} ELSE {copy_escape(col)} END"
+
+
+def _boolean_checks(col: str, target: TargetType) -> list[Check]:
+    return [
+        (
+            "not_boolean",
+            f"NOT ({col} IN (0, 1) OR lower(CAST({col} AS TEXT)) "
+            f"IN ('0', '1', 't', 'f', 'true', 'false'))",
+        )
+    ]
+
+
+def _float_checks(col: str, target: TargetType) -> list[Check]:
+    return [("wrong_type", f"typeof({col}) NOT IN ('integer', 'real')")]
+
+
+def _bytes_checks(col: str, target: TargetType) -> list[Check]:
+    return [("wrong_type", f"typeof({col}) <> 'blob'")]
+
+
+def _boolean_render(col: str, target: TargetType) -> str:
+    return (
+        f"CASE WHEN {col} IN (1, '1') OR lower({col}) IN ('t', 'true') THEN 't' "
+        f"WHEN {col} IN (0, '0') OR lower({col}) IN ('f', 'false') THEN 'f' "
+        f"ELSE {copy_escape(col)} END"
+    )
+
+
+def _numeric_render(col: str, target: TargetType) -> str:
+    return (
+        f"CASE typeof({col}) WHEN 'real' THEN printf('%!.15g', {col}) ELSE {copy_escape(col)} END"
+    )
+
+
+def _float_render(col: str, target: TargetType) -> str:
+    # 17 significant digits round-trip every double exactly (CAST AS TEXT keeps only 15)
+    return (
+        f"CASE typeof({col}) WHEN 'real' THEN printf('%!.17g', {col}) ELSE {copy_escape(col)} END"
+    )
+
+
+CONVERSIONS: dict[str, Conversion] = {
+    "integer": Conversion(
+        "integer",
+        "integer as is; anything else, or out of range for the target, is a misfit",
+        lambda col, t: copy_escape(col),
+        _integer_checks,
+        canonical_integer,
+    ),
+    "boolean": Conversion(
+        "boolean",
+        "0/1, '0'/'1', 't'/'f', 'true'/'false' (any case) → boolean",
+        _boolean_render,
+        _boolean_checks,
+        canonical_boolean,
+    ),
+    "float": Conversion(
+        "float8",
+        "REAL/FLOAT → double precision with all 17 significant digits (exact, never 4-byte real)",
+        _float_render,
+        _float_checks,
+        canonical_float,
+    ),
+    "numeric": Conversion(
+        "numeric",
+        "number → numeric; values needing more decimals than the scale, or too large, are misfits",
+        _numeric_render,
+        _numeric_checks,
+        canonical_numeric,
+    ),
+    "timestamp": Conversion(
+        "iso-datetime",
+        "ISO text 'YYYY-MM-DD HH:MM[:SS[.ffffff]]' (space or T) → timestamp, to the microsecond",
+        lambda col, t: copy_escape(col),
+        _datetime_checks,
+        canonical_timestamp,
+    ),
+    "date": Conversion(
+        "iso-date",
+        "ISO text 'YYYY-MM-DD' → date",
+        lambda col, t: copy_escape(col),
+        _date_checks,
+        canonical_date,
+    ),
+    "time": Conversion(
+        "iso-time",
+        "ISO text 'HH:MM[:SS[.ffffff]]' → time",
+        lambda col, t: copy_escape(col),
+        _time_checks,
+        canonical_time,
+    ),
+    "json": Conversion(
+        "json-text",
+        "JSON text → jsonb; invalid JSON or \\u0000 is a misfit (compared key-sorted)",
+        _json_render,
+        _json_checks,
+        canonical_json,
+        target_select=lambda col: f"{col}::text",
+    ),
+    "text": Conversion(
+        "text",
+        "UTF-8 text as is; longer than the limit (in characters) or holding NUL is a misfit",
+        lambda col, t: copy_escape(col),
+        _text_checks,
+        canonical_text,
+    ),
+    "bytes": Conversion(
+        "blob-hex",
+        "BLOB → bytea, byte for byte",
+        lambda col, t: f"'\\\\x' || hex({col})",
+        _bytes_checks,
+        canonical_bytes,
+    ),
+}
+
+_BY_TARGET_BASE = {
+    "smallint": "integer",
+    "integer": "integer",
+    "bigint": "integer",
+    "boolean": "boolean",
+    "double precision": "float",
+    "real": "float",
+    "numeric": "numeric",
+    "timestamp without time zone": "timestamp",
+    "date": "date",
+    "time without time zone": "time",
+    "jsonb": "json",
+    "json": "json",
+    "character varying": "text",
+    "character": "text",
+    "text": "text",
+    "bytea": "bytes",
+}
+
+
+def conversion_for(target_type: str, *, where: str = "") -> Conversion:
+    """The conversion that loads a SQLite value into a column of `target_type`."""
+    base = TargetType(target_type).base
+    try:
+        return CONVERSIONS[_BY_TARGET_BASE[base]]
+    except KeyError:
+        raise RunbookError(
+            f"no conversion is defined for target type {target_type!r}",
+            where=where or None,
+            fix="add a rule for this type to runbook.conversions or change the target column type",
+        ) from None

@@ -1,0 +1,110 @@
+"""Run state: the run folder each step writes its JSON results into and later steps read."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runbook.errors import RunbookError
+from runbook.target import project_home
+
+BACKUP_NAME = "source-backup.db"
+STEP_RESULTS = {
+    "backup": "backup.json",
+    "schema": "schema.json",
+    "transfer": "transfer.json",
+    "verify": "verify.json",
+}
+
+
+def new_run_name(now: datetime | None = None) -> str:
+    """`<UTC time>-<short id>`, sortable by time and unique."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run of the runbook: `runs/<UTC time>-<short id>/` with each step's results."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def backup_path(self) -> Path:
+        """The snapshot of the source that steps 02–04 read."""
+        return self.path / BACKUP_NAME
+
+    def has(self, step: str) -> bool:
+        return (self.path / STEP_RESULTS[step]).is_file()
+
+    def write(self, step: str, result: dict[str, Any]) -> Path:
+        """Store a step's result as JSON (written atomically: a crash leaves the old file)."""
+        target = self.path / STEP_RESULTS[step]
+        partial = target.with_suffix(".json.partial")
+        partial.write_text(
+            json.dumps(result, indent=1, ensure_ascii=False, default=str, sort_keys=True) + "\n",
+            encoding="utf-8",
+        )
+        os.replace(partial, target)
+        return target
+
+    def read(self, step: str) -> dict[str, Any]:
+        """A result written by an earlier step, or a RunbookError naming the step to run first."""
+        source = self.path / STEP_RESULTS[step]
+        if not source.is_file():
+            order = list(STEP_RESULTS)
+            raise RunbookError(
+                f"step {step!r} has not completed in run folder {self.name}",
+                fix=f"run notebook 0{order.index(step) + 1}_{step} for this run first",
+            )
+        return json.loads(source.read_text(encoding="utf-8"))
+
+
+def runs_root() -> Path:
+    """Where runs are archived: RUNBOOK_RUNS or `runs/` of the project."""
+    return Path(os.environ.get("RUNBOOK_RUNS") or project_home() / "runs")
+
+
+def open_run(run_dir: str = "", *, create: bool = False) -> RunFolder:
+    """The run folder a notebook works in: the parameter, else RUNBOOK_RUN_DIR, else the most
+    recent unfinished run (no verify result yet), else a new one when `create` is set."""
+    chosen = run_dir or os.environ.get("RUNBOOK_RUN_DIR", "")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_dir():
+            if not create:
+                raise RunbookError(
+                    f"run folder {chosen} does not exist",
+                    fix="run 01_backup first, or pass the run folder of an earlier step",
+                )
+            path.mkdir(parents=True)
+        return RunFolder(path)
+    root = runs_root()
+    unfinished = sorted(
+        (p for p in root.glob("*/") if p.is_dir() and not (p / STEP_RESULTS["verify"]).exists()),
+        reverse=True,
+    )
+    if unfinished and not (create and (unfinished[0] / STEP_RESULTS["backup"]).exists()):
+        return RunFolder(unfinished[0])
+    if not create:
+        raise RunbookError(
+            f"no unfinished run under {root.name}/", fix="run 01_backup first to start a run"
+        )
+    path = root / new_run_name()
+    path.mkdir(parents=True)
+    return RunFolder(path)
+
+
+def default_source(source_db: str = "") -> Path:
+    """The source database: the parameter, else RUNBOOK_SOURCE, else the demo sample."""
+    chosen = source_db or os.environ.get("RUNBOOK_SOURCE", "")
+    return Path(chosen) if chosen else project_home() / "data" / "sample.db"

@@ -1,0 +1,227 @@
+"""Step 02: the target schema exists, and every source column has a home with a known conversion."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from runbook import source as sqlite_source
+from runbook.conversions import TargetType, conversion_for
+from runbook.errors import RunbookError
+from runbook.run import RunFolder
+from runbook.target import Target, connect, sqlalchemy_url
+
+TARGET_SCHEMA = "public"
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """One source column, the target column it lands in, and the conversion between them."""
+
+    table: str
+    column: str
+    source_type: str
+    target_type: str
+    nullable: bool
+    conversion: str
+
+    @property
+    def rule(self):
+        """The Conversion object (rendering, misfit checks, canonical form)."""
+        return conversion_for(self.target_type, where=f"{self.table}.{self.column}")
+
+
+def alembic_head() -> str:
+    """The newest revision of the application's migrations."""
+    from alembic.script import ScriptDirectory
+
+    from coldchain.migrations import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def application_tables() -> list[str]:
+    """Tables the application's models define."""
+    from coldchain.models import Base
+
+    return list(Base.metadata.tables)
+
+
+def occupied_tables(target: Target, tables: list[str]) -> dict[str, int]:
+    """Application tables in the target that already hold rows."""
+    with connect(target) as conn:
+        present = {
+            name
+            for (name,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                [TARGET_SCHEMA],
+            )
+        }
+        counts = {}
+        for name in tables:
+            if name in present:
+                count = conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+                if count:
+                    counts[name] = count
+        return counts
+
+
+def upgrade(target: Target) -> dict[str, Any]:
+    """`alembic upgrade head` of the application's migrations into the target, refusing a target
+    whose application tables already hold data."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    from coldchain.migrations import alembic_config
+
+    occupied = occupied_tables(target, application_tables())
+    if occupied:
+        listing = ", ".join(f"{name} ({count} rows)" for name, count in occupied.items())
+        raise RunbookError(
+            f"the target already holds data: {listing}",
+            where=target.display,
+            fix="migrate into an empty database, or empty these tables after taking a backup",
+        )
+    engine = sa.create_engine(sqlalchemy_url(target.url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            before = MigrationContext.configure(conn).get_current_revision()
+            command.upgrade(alembic_config(conn), "head")
+            after = MigrationContext.configure(conn).get_current_revision()
+    except sa.exc.OperationalError as exc:
+        from runbook.target import connection_error
+
+        raise connection_error(target, exc.orig or exc) from None
+    finally:
+        engine.dispose()
+    return {"revision_before": before, "revision_after": after, "head": alembic_head()}
+
+
+def target_columns(target: Target) -> dict[str, dict[str, tuple[str, bool]]]:
+    """{table: {column: (format_type, nullable)}} of the target schema, in column order."""
+    query = """
+        SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY c.relname, a.attnum
+    """
+    columns: dict[str, dict[str, tuple[str, bool]]] = {}
+    with connect(target) as conn:
+        for table, column, type_text, nullable in conn.execute(query, [TARGET_SCHEMA]):
+            columns.setdefault(table, {})[column] = (type_text, nullable)
+    return columns
+
+
+def column_map(backup: str, target: Target) -> list[ColumnPlan]:
+    """Pair every source column with its target column and conversion; a source column with no
+    home, or a target column the source cannot fill, stops the run here, before any data moves."""
+    conn = sqlite_source.open_readonly(backup)
+    try:
+        tables = sqlite_source.reflect(conn)
+    finally:
+        conn.close()
+    homes = target_columns(target)
+    plans = []
+    for table in tables:
+        if table.name not in homes:
+            raise RunbookError(
+                f"source table {table.name!r} has no table in the target schema",
+                where=table.name,
+                fix="add it to the application's models and migrations, or use reflect mode",
+            )
+        target_cols = homes[table.name]
+        for column in table.columns:
+            if column.name not in target_cols:
+                raise RunbookError(
+                    f"source column {column.name!r} has no column in the target table",
+                    where=f"{table.name}.{column.name}",
+                    fix="add a migration that creates the column, then run 02_schema again",
+                )
+            type_text, nullable = target_cols[column.name]
+            rule = conversion_for(type_text, where=f"{table.name}.{column.name}")
+            plans.append(
+                ColumnPlan(table.name, column.name, column.declared, type_text, nullable, rule.name)
+            )
+        missing = [
+            name
+            for name, (_, nullable) in target_cols.items()
+            if name not in table.column_names and not nullable
+        ]
+        if missing:
+            raise RunbookError(
+                f"target columns {missing} are NOT NULL but the source has no such columns",
+                where=table.name,
+                fix="give them a default in a migration, or map them from source columns",
+            )
+    return plans
+
+
+def describe(plans: list[ColumnPlan]) -> list[dict[str, Any]]:
+    """Rows of the column map for display and for `schema.json`."""
+    return [asdict(plan) | {"rule": plan.rule.rule} for plan in plans]
+
+
+def prepare(run: RunFolder, target: Target) -> dict[str, Any]:
+    """Create the schema, map the columns, scan the backup for misfits, and record all three in
+    `schema.json` (tied to the backup's sha256, so the transfer need not scan again)."""
+    from runbook.preflight import scan
+
+    backup = run.read("backup")
+    migration = upgrade(target)
+    plans = column_map(str(run.backup_path), target)
+    result = {
+        "backup_sha256": backup["sha256"],
+        "mode": "alembic",
+        "migration": migration,
+        "columns": describe(plans),
+        "preflight": scan(str(run.backup_path), plans),
+    }
+    run.write("schema", result)
+    return result
+
+
+def plans_from(result: dict[str, Any]) -> list[ColumnPlan]:
+    """The column plans stored in `schema.json`."""
+    fields = ColumnPlan.__dataclass_fields__
+    return [
+        ColumnPlan(**{k: v for k, v in row.items() if k in fields}) for row in result["columns"]
+    ]
+
+
+def by_table(plans: list[ColumnPlan]) -> dict[str, list[ColumnPlan]]:
+    """Plans grouped per table, in source order."""
+    grouped: dict[str, list[ColumnPlan]] = {}
+    for plan in plans:
+        grouped.setdefault(plan.table, []).append(plan)
+    return grouped
+
+
+def target_type(plan: ColumnPlan) -> TargetType:
+    """The parsed target type of a plan."""
+    return TargetType(plan.target_type)
+
+
+def key_facts(result: dict[str, Any]) -> dict[str, Any]:
+    """What the audit record must show of the schema step."""
+    migration = result["migration"]
+    return {
+        "schema mode": result["mode"],
+        "alembic revision before": migration["revision_before"] or "(empty database)",
+        "alembic revision after": migration["revision_after"],
+        "tables mapped": len({c["table"] for c in result["columns"]}),
+        "columns mapped": len(result["columns"]),
+        "misfit values found by preflight": result["preflight"]["total"],
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One line for the verdict."""
+    return (
+        f"schema at revision {result['migration']['revision_after']}; "
+        f"{len(result['columns'])} columns mapped; "
+        f"{result['preflight']['total']} misfits."
+    )

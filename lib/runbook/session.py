@@ -1,0 +1,50 @@
+"""The first cell of every notebook: which run folder, which source and which target this step
+works on, shown without secrets or machine paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from runbook.run import RunFolder, default_source, open_run
+from runbook.target import Target, resolve_target, server_version
+
+STEPS = ("backup", "schema", "transfer", "verify")
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one notebook works on."""
+
+    name: str
+    run: RunFolder
+    source: Path
+    target: Target
+    server: str
+
+
+def begin(
+    step: str,
+    run_dir: str = "",
+    source_db: str = "",
+    target_url: str = "",
+    database_url_env: str = "DATABASE_URL",
+) -> Step:
+    """Resolve the run folder (created by step 01), the source and the target, check that the
+    target answers, and print the three so the audit record says what this step worked on."""
+    run = open_run(run_dir, create=step == STEPS[0])
+    source = default_source(source_db)
+    target = resolve_target(target_url, database_url_env)
+    server = server_version(target)
+    print(f"Step:       {STEPS.index(step) + 1:02d}_{step}")
+    print(f"Run folder: {run.name}")
+    print(f"Source:     {source.name}")
+    print(f"Target:     {target.display} ({server})")
+    return Step(step, run, source, target, server)
+
+
+def verdict(step: Step, summary: str) -> str:
+    """The one-line verdict that ends each notebook."""
+    line = f"{STEPS.index(step.name) + 1:02d}_{step.name}: PASS. {summary}"
+    print(line)
+    return line

@@ -1,0 +1,204 @@
+"""Build the four runbook notebooks from the cell sources below, execute them headlessly with
+papermill on the fixed reference sample, and strip volatile metadata, so the committed notebooks
+(nbval's reference outputs) are always produced the same way. Run with `make notebooks`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+
+from runbook.reference import reference_environment
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+IGNORE = ["nbval-ignore-output"]  # cells whose output varies by run (timings, progress bars)
+
+PARAMETERS = '''# Parameters (papermill overrides these; plain literals only).
+# Empty strings mean: take the value from the environment (RUNBOOK_RUN_DIR, RUNBOOK_SOURCE),
+# else the most recent unfinished run and the demo sample.
+run_dir = ""
+source_db = ""
+# The target URL comes from this environment variable (or a .env file), never from a parameter:
+# parameters are written into the executed notebook.
+database_url_env = "DATABASE_URL"
+# A password-free URL may be given here instead (the password then comes from PGPASSWORD).
+target_url = ""'''
+
+BEGIN = "step = session.begin({step!r}, run_dir, source_db, target_url, database_url_env)"
+
+CELLS: dict[str, list[tuple[str, str, list[str]]]] = {
+    "01_backup": [
+        (
+            "markdown",
+            """# 01 · Backup: a consistent, verified copy of the source
+
+This step copies the application's SQLite database with SQLite's **online backup API** (which,
+unlike `cp`, includes committed transactions still in the `-wal` file), records the copy's
+**sha256**, and runs `PRAGMA integrity_check` and `PRAGMA foreign_key_check` on it. Steps 02–04
+read this copy, never the live file, so everything later speaks of the same bytes.
+
+**Check before going on:** integrity is `ok`, the row counts look like production, and the
+foreign-key problems are zero (or understood).""",
+            [],
+        ),
+        ("code", PARAMETERS, ["parameters"]),
+        (
+            "code",
+            "from runbook import backup, session\nfrom runbook import presentation as show\n\n"
+            + BEGIN.format(step="backup"),
+            [],
+        ),
+        (
+            "code",
+            "result = backup.snapshot(step.source, step.run)\nshow.facts(backup.key_facts(result))",
+            [],
+        ),
+        ("code", "backup.require_sound(result)\nshow.backup_tables(result)", []),
+        ("code", "show.table_sizes_chart(result)", []),
+        ("code", "session.verdict(step, backup.summary(result))", []),
+    ],
+    "02_schema": [
+        (
+            "markdown",
+            """# 02 · Schema: every source column has a home and a known conversion
+
+This step runs `alembic upgrade head` of the application's migrations into the target, pairs
+every source column with its target column and the **conversion rule** that moves its values,
+and scans the backup from step 01 for every value that would not fit (**preflight**), before a
+single row is written.
+
+**Check before going on:** the migration reached the head revision, every column has a rule you
+agree with, and the preflight found no misfits (or you chose how to handle them).""",
+            [],
+        ),
+        (
+            "code",
+            PARAMETERS + '\n# What to do with rows that do not fit: "stop" (nothing is written).\n'
+            'on_bad_rows = "stop"',
+            ["parameters"],
+        ),
+        (
+            "code",
+            "from runbook import preflight, schema, session\n"
+            "from runbook import presentation as show\n\n" + BEGIN.format(step="schema"),
+            [],
+        ),
+        (
+            "code",
+            "result = schema.prepare(step.run, step.target)\nshow.facts(schema.key_facts(result))",
+            [],
+        ),
+        ("code", "show.conversion_rules(result)", []),
+        ("code", "show.column_map(result)", []),
+        ("code", "show.preflight_summary(result)", []),
+        (
+            "code",
+            'preflight.require_clean(result["preflight"], on_bad_rows)\n'
+            "session.verdict(step, schema.summary(result))",
+            [],
+        ),
+    ],
+    "03_transfer": [
+        (
+            "markdown",
+            """# 03 · Transfer: every source row into the target
+
+Each table is streamed from the backup into PostgreSQL with `COPY`, primary keys preserved.
+Foreign keys are dropped for the load (the `drivers` ↔ `vehicles` cycle needs it), re-added and
+**validated** afterwards; every sequence is set past the largest id copied, so the application's
+next insert gets a fresh id. Nothing is written when step 02 found misfits.
+
+**Check before going on:** every table shows the row count of step 01, all foreign keys are
+valid, and every sequence is above its table's largest id.""",
+            [],
+        ),
+        ("code", PARAMETERS + '\non_bad_rows = "stop"', ["parameters"]),
+        (
+            "code",
+            "from runbook import session, transfer\nfrom runbook import presentation as show\n\n"
+            + BEGIN.format(step="transfer"),
+            [],
+        ),
+        ("code", "result = transfer.transfer(step.run, step.target, on_bad_rows)", IGNORE),
+        ("code", "show.transfer_tables(result)", []),
+        ("code", "show.transfer_timings(result)", IGNORE),
+        ("code", "show.throughput_chart(result)", IGNORE),
+        ("code", "show.sequences(result)", []),
+        ("code", "session.verdict(step, transfer.summary(result))", []),
+    ],
+    "04_verify": [
+        (
+            "markdown",
+            """# 04 · Verify: source and target hold the same data
+
+Counts prove little, so every table gets an **order-independent content checksum** computed on
+both engines from the same canonical form of each value; where a checksum differs, the rows that
+differ are shown side by side with their primary keys. Foreign keys, sequences and a few of the
+application's own queries are checked too. The last cell raises on **FAIL**, so papermill and CI
+fail with it.
+
+**Check before switching the application over:** the verdict is PASS.""",
+            [],
+        ),
+        ("code", PARAMETERS, ["parameters"]),
+        (
+            "code",
+            "from runbook import session, verify\nfrom runbook import presentation as show\n\n"
+            + BEGIN.format(step="verify"),
+            [],
+        ),
+        ("code", "result = verify.verify(step.run, step.target)\nshow.verify_tables(result)", []),
+        ("code", "show.verify_chart(result)", []),
+        ("code", "show.differences(result)", []),
+        ("code", "show.checks(result)", []),
+        ("code", "session.verdict(step, verify.raise_on_fail(result))", []),
+    ],
+}
+
+
+def build(name: str) -> nbformat.NotebookNode:
+    """The unexecuted notebook `name` from its cell sources."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "display_name": "Python 3",
+        "language": "python",
+        "name": "python3",
+    }
+    nb.metadata["language_info"] = {"name": "python"}
+    for index, (kind, text, tags) in enumerate(CELLS[name]):
+        maker = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
+        cell = maker(text, id=f"{name}-{index:02d}")
+        if tags:
+            cell.metadata["tags"] = list(tags)
+        nb.cells.append(cell)
+    return nb
+
+
+def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop volatile metadata (papermill timings, widget state); keep outputs, counts, ids, tags."""
+    nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)
+    nb.metadata["language_info"] = {"name": "python"}
+    for cell in nb.cells:
+        for key in ("papermill", "execution", "collapsed", "scrolled"):
+            cell.metadata.pop(key, None)
+    return nb
+
+
+def regenerate(names: list[str]) -> None:
+    """Execute every notebook in order on one reference run, writing them into notebooks/."""
+    with reference_environment():
+        for name in names:
+            path = NOTEBOOKS / f"{name}.ipynb"
+            nbformat.write(build(name), path)
+            papermill.execute_notebook(
+                str(path), str(path), kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False
+            )
+            nbformat.write(strip(nbformat.read(path, as_version=4)), path)
+            print(f"regenerated {path.relative_to(NOTEBOOKS.parent)}")
+
+
+if __name__ == "__main__":
+    regenerate(sys.argv[1:] or list(CELLS))

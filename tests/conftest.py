@@ -1,0 +1,68 @@
+"""Shared fixtures: a throwaway project home, fresh databases on the test server, and the
+reference environment the nbval items of the committed notebooks run in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from runbook.reference import fresh_database, reference_environment
+from runbook.target import Target, embedded_target, stop_embedded
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+_session = ExitStack()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Each test session gets its own project home (embedded server, runs/), never the user's.
+    if not os.environ.get("RUNBOOK_HOME"):
+        home = tempfile.mkdtemp(prefix="runbook-tests-")
+        os.environ["RUNBOOK_HOME"] = home
+        _session.callback(shutil.rmtree, home, ignore_errors=True)
+        _session.callback(stop_embedded)
+    os.environ.pop("DATABASE_URL", None)  # tests name their targets explicitly
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    if any(".ipynb" in item.nodeid for item in items):
+        _session.enter_context(reference_environment())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _session.close()
+
+
+SERVERS = ["embedded"] + (["external"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.fixture(params=SERVERS)
+def fresh_target(request: pytest.FixtureRequest) -> Target:
+    """A brand-new empty database, on the embedded server and on TEST_DATABASE_URL's when set."""
+    if request.param == "embedded":
+        admin = embedded_target("postgres")
+    else:
+        admin = Target(os.environ["TEST_DATABASE_URL"], "external", "TEST_DATABASE_URL")
+    with fresh_database(admin=admin) as target:
+        yield target
+
+
+@pytest.fixture
+def fresh_database_url(fresh_target: Target) -> str:
+    """URL of a brand-new empty database."""
+    return fresh_target.url
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """The project's shared folder (schema notes, real SQLite samples) beside the checkout."""
+    if not SHARED.is_dir():
+        pytest.skip("the shared/ folder beside the checkout is absent")
+    return SHARED

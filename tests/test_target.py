@@ -1,0 +1,79 @@
+"""Target URLs: where they come from, how they are masked, and that passwords stay out."""
+
+from __future__ import annotations
+
+import pytest
+
+from runbook.errors import RunbookError
+from runbook.target import (
+    Target,
+    connect,
+    mask_text,
+    mask_url,
+    resolve_target,
+    sqlalchemy_url,
+    url_password,
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://app:s3cr%40t@db:5432/coldchain", "postgresql://app:***@db:5432/coldchain"),
+        ("postgresql+psycopg2://app:pw@db/x", "postgresql+psycopg2://app:***@db/x"),
+        ("postgres://app@db/x", "postgres://app@db/x"),
+    ],
+)
+def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_mask_text_masks_urls_inside_messages_and_named_secrets() -> None:
+    text = "could not connect to postgresql://u:hunter2@h/d with hunter2"
+    assert "hunter2" not in mask_text(text, "hunter2")
+
+
+def test_url_password_is_decoded() -> None:
+    assert url_password("postgresql://app:s3cr%40t@db/x") == "s3cr@t"
+    assert url_password("postgresql://app@db/x") is None
+
+
+def test_sqlalchemy_url_prefers_psycopg3_but_keeps_named_psycopg2() -> None:
+    assert sqlalchemy_url("postgresql://a@h/d") == "postgresql+psycopg://a@h/d"
+    assert sqlalchemy_url("postgresql+psycopg2://a@h/d") == "postgresql+psycopg2://a@h/d"
+
+
+def test_a_url_parameter_with_a_password_is_refused() -> None:
+    with pytest.raises(RunbookError) as error:
+        resolve_target("postgresql://app:topsecret@db/x")
+    assert "topsecret" not in str(error.value)
+    assert "environment variable" in str(error.value)
+
+
+def test_environment_then_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text('export MY_DB="postgresql://u:pw@h:5432/from_dotenv"\n')
+    assert resolve_target("", "MY_DB").database == "from_dotenv"
+    monkeypatch.setenv("MY_DB", "postgresql://u:pw@h:5432/from_env")
+    found = resolve_target("", "MY_DB")
+    assert found.database == "from_env"
+    assert "pw" not in repr(found) and "***" in found.display
+
+
+def test_unknown_scheme_is_a_clear_error() -> None:
+    with pytest.raises(RunbookError, match="postgresql://"):
+        resolve_target("mysql://u@h/d")
+
+
+def test_wrong_port_gives_one_masked_sentence() -> None:
+    target = Target("postgresql://u:sup3rsecret@127.0.0.1:9/db", "external", "test")
+    with pytest.raises(RunbookError) as error:
+        connect(target, connect_timeout=3)
+    message = str(error.value)
+    assert "sup3rsecret" not in message
+    assert "cannot connect" in message and "What to do" in message
+
+
+def test_fresh_target_answers(fresh_target: Target) -> None:
+    with connect(fresh_target) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == fresh_target.database
