@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/runbook demo
 
 test: $(STAMP)
-	$(BIN)/ruff check lib tests scripts bench
-	$(BIN)/ruff format --check lib tests scripts bench
+	$(BIN)/ruff check lib tests scripts
+	$(BIN)/ruff format --check lib tests scripts
 	$(BIN)/python -m pytest
 
 lab: $(STAMP)
@@ -33,10 +33,10 @@ notebooks: $(STAMP)
 	$(BIN)/python scripts/regenerate_notebooks.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check lib tests scripts bench
+	$(BIN)/ruff check lib tests scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format lib tests scripts bench
+	$(BIN)/ruff format lib tests scripts
 
 clean:
 	-$(BIN)/runbook server stop

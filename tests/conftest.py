@@ -4,15 +4,17 @@ reference environment the nbval items of the committed notebooks run in."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from runbook.reference import fresh_database, reference_environment
-from runbook.target import Target, embedded_target, stop_embedded
+from runbook.target import Target, connect, embedded_target, stop_embedded
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -66,3 +68,22 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("the shared/ folder beside the checkout is absent")
     return SHARED
+
+
+@pytest.fixture
+def password_target(fresh_target: Target) -> Target:
+    """The fresh database, reached through a role with a password (the application's form of
+    DATABASE_URL), so tests can prove the password never reaches a file or an output."""
+    role = f"runbook_app_{secrets.token_hex(3)}"
+    password = f"pw-{secrets.token_hex(8)}"
+    with connect(fresh_target, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        conn.execute(f'ALTER DATABASE "{fresh_target.database}" OWNER TO {role}')
+        conn.execute(f"ALTER SCHEMA public OWNER TO {role}")
+    parts = urlsplit(fresh_target.url)
+    host = parts.netloc.rpartition("@")[2]
+    yield Target(urlunsplit(parts._replace(netloc=f"{role}:{password}@{host}")), "external", "test")
+    with connect(fresh_target, autocommit=True) as conn:
+        conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from runbook.conversions import TargetType, conversion_for
 from runbook.schema import ColumnPlan
+from runbook.source import register_functions
 from runbook.target import Target, connect
 from runbook.transfer import copy_line_sql
 
@@ -73,6 +74,7 @@ CASES = {
 
 def _roundtrip(target: Target, pg_type: str, declared: str, values: list) -> None:
     lite = sqlite3.connect(":memory:")
+    register_functions(lite)
     lite.execute(f"CREATE TABLE t (id INTEGER PRIMARY KEY, v {declared})")
     lite.executemany("INSERT INTO t (id, v) VALUES (?, ?)", list(enumerate(values)))
     plans = [
@@ -116,7 +118,12 @@ def test_values_survive_copy_and_compare_equal(fresh_target: Target, pg_type: st
 
 
 def test_float_keeps_every_bit_where_cast_as_text_would_not(fresh_target: Target) -> None:
-    _roundtrip(fresh_target, "double precision", "FLOAT", [2.36, 0.1 + 0.2, 1 / 3])
+    _roundtrip(
+        fresh_target,
+        "double precision",
+        "FLOAT",
+        [2.36, 0.1 + 0.2, 1 / 3, 1.7976931348623025e308, -1.0778627469645175e102, 5e-324],
+    )
 
 
 MISFITS = [
@@ -175,6 +182,9 @@ def test_canonical_form_agrees_across_engines(pg_type, left, right) -> None:
     [
         ("numeric(10,2)", 12.5, Decimal("12.51")),
         ("jsonb", '{"a": 1}', '{"a": "1"}'),
+        ("jsonb", '{"a": 1}', '{"a": 2}'),
+        ("jsonb", '[1.5, {"k": -3}]', '[1.5, {"k": 3}]'),
+        ("double precision", 0.1 + 0.2, 0.3),
         ("timestamp without time zone", "2026-03-02 06:00:00.000001", datetime(2026, 3, 2, 6)),
     ],
 )

@@ -77,3 +77,14 @@ def test_wrong_port_gives_one_masked_sentence() -> None:
 def test_fresh_target_answers(fresh_target: Target) -> None:
     with connect(fresh_target) as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == fresh_target.database
+
+
+def test_psycopg2_urls_keep_working_for_the_application(fresh_target: Target) -> None:
+    import sqlalchemy as sa
+
+    url = "postgresql+psycopg2://" + fresh_target.url.split("://", 1)[1]
+    engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+        assert conn.dialect.driver == "psycopg2"
+    engine.dispose()

@@ -144,26 +144,18 @@ def canonical_time(value: Any) -> str:
     return _kind_error(value)
 
 
-def _json_canonical(node: Any) -> Any:
+def _json_text(node: Any) -> str:
+    """Canonical JSON text: keys sorted, numbers as exact normalized decimals, no spaces."""
     if isinstance(node, dict):
-        return {key: _json_canonical(node[key]) for key in sorted(node)}
+        items = (
+            f"{json.dumps(key, ensure_ascii=False)}:{_json_text(node[key])}" for key in sorted(node)
+        )
+        return "{" + ",".join(items) + "}"
     if isinstance(node, list):
-        return [_json_canonical(item) for item in node]
+        return "[" + ",".join(_json_text(item) for item in node) + "]"
     if isinstance(node, Decimal):
-        return _JsonNumber(canonical_numeric(node))
-    return node
-
-
-class _JsonNumber(float):
-    """A number already in canonical text; json.dumps prints it through `repr`."""
-
-    def __new__(cls, text: str) -> _JsonNumber:
-        number = super().__new__(cls, 0.0)
-        number.text = text
-        return number
-
-    def __repr__(self) -> str:
-        return self.text
+        return canonical_numeric(node)
+    return json.dumps(node, ensure_ascii=False)
 
 
 def canonical_json(value: Any) -> str:
@@ -176,7 +168,7 @@ def canonical_json(value: Any) -> str:
         parsed = json.loads(value, parse_float=Decimal, parse_int=Decimal)
     except ValueError:
         return _kind_error(value)
-    return json.dumps(_json_canonical(parsed), ensure_ascii=False, separators=(",", ":"))
+    return _json_text(parsed)
 
 
 def canonical_text(value: Any) -> str:
@@ -279,12 +271,8 @@ def _json_checks(col: str, target: TargetType) -> list[Check]:
 
 
 def _shortest_real(col: str) -> str:
-    """SQL for the shortest of 15, 16 or 17 significant digits that gives back the same double."""
-    return (
-        f"CASE WHEN CAST(printf('%!.15g', {col}) AS REAL) = {col} THEN printf('%!.15g', {col}) "
-        f"WHEN CAST(printf('%!.16g', {col}) AS REAL) = {col} THEN printf('%!.16g', {col}) "
-        f"ELSE printf('%!.17g', {col}) END"
-    )
+    """SQL for the shortest decimal text that gives back the same double (Python's repr)."""
+    return f"{PYTHON_REPR}({col})"
 
 
 def _json_render(col: str, target: TargetType) -> str:
@@ -323,10 +311,17 @@ def _numeric_render(col: str, target: TargetType) -> str:
     )
 
 
+EXACT_PRINTF_LIMIT = "1e50"  # SQLite's printf is exact below this magnitude (measured: 1e102)
+PYTHON_REPR = "runbook_repr_real"  # SQL function registered on every source connection
+
+
 def _float_render(col: str, target: TargetType) -> str:
-    # 17 significant digits round-trip every double exactly (CAST AS TEXT keeps only 15)
+    # 17 significant digits round-trip a double (CAST AS TEXT keeps only 15); above 1e102
+    # SQLite's printf loses the last digit, so huge values take Python's exact repr instead
     return (
-        f"CASE typeof({col}) WHEN 'real' THEN printf('%!.17g', {col}) ELSE {copy_escape(col)} END"
+        f"CASE WHEN typeof({col}) <> 'real' THEN {copy_escape(col)} "
+        f"WHEN abs({col}) < {EXACT_PRINTF_LIMIT} THEN printf('%!.17g', {col}) "
+        f"ELSE {PYTHON_REPR}({col}) END"
     )
 
 

@@ -11,7 +11,7 @@ from IPython.display import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-pd.set_option("display.max_rows", 40)
+pd.set_option("display.max_rows", 200)  # long tables go through summarize()
 pd.set_option("display.max_colwidth", 80)
 
 LONG_TABLE = 20  # rows shown of a long table; the rest is counted, not dumped

@@ -43,8 +43,6 @@ def begin(
     return Step(step, run, source, target, server)
 
 
-def verdict(step: Step, summary: str) -> str:
-    """The one-line verdict that ends each notebook."""
-    line = f"{STEPS.index(step.name) + 1:02d}_{step.name}: PASS. {summary}"
-    print(line)
-    return line
+def verdict(step: Step, summary: str) -> None:
+    """Print the one-line verdict that ends each notebook."""
+    print(f"{STEPS.index(step.name) + 1:02d}_{step.name}: PASS. {summary}")

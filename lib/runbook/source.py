@@ -78,7 +78,17 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
     conn.execute("PRAGMA query_only = 1")
+    register_functions(conn)
     return conn
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """SQL functions the conversion table's rendering uses (exact float text)."""
+    conn.create_function("runbook_repr_real", 1, _repr_real, deterministic=True)
+
+
+def _repr_real(value: object) -> object:
+    return repr(value) if isinstance(value, float) else value
 
 
 def quote_ident(name: str) -> str:

@@ -166,8 +166,8 @@ def transfer(run: RunFolder, target: Target, on_bad_rows: str = "stop") -> dict[
     require_clean(schema["preflight"], on_bad_rows)
     plans = by_table(plans_from(schema))
     source = sqlite_source.open_readonly(run.backup_path)
-    source.text_factory = bytes
     tables = sqlite_source.reflect(source)
+    source.text_factory = bytes  # COPY lines go to the server as the bytes SQLite rendered
     order = [name for name in load_order(tables) if name in plans]
     counts = backup["row_counts"]
     started = datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""The Cold Chain Dispatch System's PostgreSQL models, Alembic migrations and sample data."""

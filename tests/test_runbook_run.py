@@ -1,0 +1,139 @@
+"""End to end: `runbook run` on a sample database, through papermill, into an archived run; a
+tampered target fails verification naming the rows; the password never reaches any output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from coldchain.sample import generate
+from runbook.backup import sha256_file
+from runbook.target import Target, connect
+
+pytestmark = pytest.mark.e2e
+SCALE = 0.002
+
+
+def runbook(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "runbook.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def files_containing(folder: Path, secret: str) -> list[str]:
+    return [
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and secret.encode() in p.read_bytes()
+    ]
+
+
+@pytest.fixture
+def sample_db(tmp_path: Path) -> Path:
+    path = tmp_path / "dispatch.db"
+    generate(path, scale=SCALE, seed=7)
+    return path
+
+
+def test_run_migrates_verifies_and_archives(
+    password_target: Target, sample_db: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    env = {"DATABASE_URL": password_target.url}
+    done = runbook("run", str(sample_db), "--run-dir", str(run_dir), env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "PASS" in done.stdout
+
+    # the archive: 4 executed notebooks without errors, 4 HTML files, hashes that match
+    notebooks = sorted(run_dir.glob("0*.ipynb"))
+    assert [p.stem for p in notebooks] == ["01_backup", "02_schema", "03_transfer", "04_verify"]
+    for notebook in notebooks:
+        cells = json.loads(notebook.read_text())["cells"]
+        outputs = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
+        assert not [o for o in outputs if o["output_type"] == "error"], notebook.name
+        assert notebook.with_suffix(".html").is_file()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["outcome"] == "passed"
+    assert [s["outcome"] for s in manifest["steps"]] == ["passed"] * 4
+    assert manifest["source_sha256"] == sha256_file(run_dir / "source-backup.db")
+    for name, digest in manifest["files"].items():
+        assert sha256_file(run_dir / name) == digest, name
+    assert json.loads((run_dir / "verify.json").read_text())["verdict"] == "PASS"
+
+    # the password is in no file of the run and in no output of the command
+    password = password_target.password
+    assert password and password not in output
+    assert files_containing(run_dir, password) == []
+
+    # values arrived identical; the sequence hands out a new id
+    with connect(password_target) as conn:
+        created, active, temp, items = conn.execute(
+            "SELECT created_at, is_active, (SELECT temperature_c FROM temperature_logs "
+            "ORDER BY id LIMIT 1), (SELECT items FROM orders WHERE items IS NOT NULL "
+            "ORDER BY id LIMIT 1) FROM users ORDER BY id LIMIT 1"
+        ).fetchone()
+        new_id = conn.execute(
+            "INSERT INTO users (username, email, hashed_password, role, is_active, created_at) "
+            "VALUES ('new', 'new@example.kr', 'x', 'viewer', true, now()) RETURNING id"
+        ).fetchone()[0]
+        top = conn.execute("SELECT max(id) FROM users WHERE username <> 'new'").fetchone()[0]
+        conn.rollback()
+    import sqlite3
+
+    lite = sqlite3.connect(sample_db)
+    s_created, s_active = lite.execute(
+        "SELECT created_at, is_active FROM users ORDER BY id LIMIT 1"
+    ).fetchone()
+    s_temp = lite.execute("SELECT temperature_c FROM temperature_logs ORDER BY id").fetchone()[0]
+    s_items = lite.execute(
+        "SELECT items FROM orders WHERE items IS NOT NULL ORDER BY id LIMIT 1"
+    ).fetchone()[0]
+    assert created == datetime.fromisoformat(s_created)
+    assert active is bool(s_active)
+    assert temp == s_temp  # the exact double
+    assert items == json.loads(s_items, parse_float=Decimal) or items == json.loads(s_items)
+    assert new_id > top
+
+    # a tampered target: one value changed, one row deleted → verify fails and names them
+    with connect(password_target) as conn:
+        changed = conn.execute(
+            "UPDATE clients SET name = name || ' (변경)' WHERE id = (SELECT min(id) FROM clients) "
+            "RETURNING id"
+        ).fetchone()[0]
+        deleted = conn.execute(
+            "DELETE FROM temperature_logs WHERE id = (SELECT max(id) FROM temperature_logs) "
+            "RETURNING id"
+        ).fetchone()[0]
+        conn.commit()
+    again = runbook("run", str(sample_db), "--steps", "verify", "--run-dir", str(run_dir), env=env)
+    assert again.returncode != 0
+    text = again.stdout + again.stderr
+    assert f"clients {{'id': {changed}}}: value differs column name" in text
+    assert f"temperature_logs {{'id': {deleted}}}: missing in target" in text
+    assert password not in text
+    assert files_containing(run_dir, password) == []
+    assert json.loads((run_dir / "manifest.json").read_text())["outcome"] == "failed"
+
+
+def test_unreachable_target_fails_before_backup_without_the_password(
+    sample_db: Path, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": "postgresql://app:pw-never-shown-42@127.0.0.1:9/coldchain"}
+    done = runbook("run", str(sample_db), "--run-dir", str(tmp_path / "run"), env=env)
+    text = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "cannot connect" in text and "What to do" in text
+    assert "pw-never-shown-42" not in text
+    assert not (tmp_path / "run" / "01_backup.ipynb").exists()
