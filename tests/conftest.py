@@ -87,3 +87,13 @@ def password_target(fresh_target: Target) -> Target:
         conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
         conn.execute(f"DROP OWNED BY {role}")
         conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.fixture(scope="session")
+def scram_server():
+    """A private PostgreSQL server that checks passwords (scram-sha-256), for the session."""
+    from throwaway_server import ThrowawayServer
+
+    server = ThrowawayServer()
+    yield server
+    server.close()

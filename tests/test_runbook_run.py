@@ -137,3 +137,50 @@ def test_unreachable_target_fails_before_backup_without_the_password(
     assert "cannot connect" in text and "What to do" in text
     assert "pw-never-shown-42" not in text
     assert not (tmp_path / "run" / "01_backup.ipynb").exists()
+
+
+def test_run_with_password_authentication_and_a_wrong_password(
+    scram_server, sample_db: Path, tmp_path: Path
+) -> None:
+    from runbook.target import create_database
+
+    create_database(scram_server.target(), "coldchain")
+    good = scram_server.target("coldchain")
+    done = runbook(
+        "run", str(sample_db), "--run-dir", str(tmp_path / "ok"), env={"DATABASE_URL": good.url}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert scram_server.password not in done.stdout + done.stderr
+    assert files_containing(tmp_path / "ok", scram_server.password) == []
+
+    wrong = scram_server.target("coldchain", password="not-the-password-31337")
+    failed = runbook(
+        "run", str(sample_db), "--run-dir", str(tmp_path / "bad"), env={"DATABASE_URL": wrong.url}
+    )
+    text = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert "password authentication failed" in text and "check the user and password" in text
+    assert "not-the-password-31337" not in text
+
+
+def test_a_role_without_create_rights_fails_in_step_02_with_one_sentence(
+    scram_server, sample_db: Path, tmp_path: Path
+) -> None:
+    from runbook.target import connect, create_database
+
+    create_database(scram_server.target(), "locked")
+    with connect(scram_server.target("locked"), autocommit=True) as conn:
+        conn.execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pw-777'")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    url = scram_server.target("locked").url.replace(
+        f"postgres:{scram_server.password}@", "reader:reader-pw-777@"
+    )
+    done = runbook(
+        "run", str(sample_db), "--run-dir", str(tmp_path / "run"), env={"DATABASE_URL": url}
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "FAILED at step schema" in text
+    assert "GRANT CREATE ON SCHEMA public" in text
+    assert "reader-pw-777" not in text
+    assert files_containing(tmp_path / "run", "reader-pw-777") == []

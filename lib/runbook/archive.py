@@ -110,6 +110,8 @@ def execute_step(
     from papermill.exceptions import PapermillExecutionError
 
     output = run_dir / NOTEBOOK_FILES[step]
+    declared = papermill.inspect_notebook(str(NOTEBOOKS / NOTEBOOK_FILES[step]))
+    parameters = {name: value for name, value in parameters.items() if name in declared}
     started = datetime.now(UTC)
     clock = time.perf_counter()
     record: dict[str, Any] = {"step": step, "notebook": output.name}

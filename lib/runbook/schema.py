@@ -94,6 +94,15 @@ def upgrade(target: Target) -> dict[str, Any]:
         from runbook.target import connection_error
 
         raise connection_error(target, exc.orig or exc) from None
+    except sa.exc.ProgrammingError as exc:
+        if "permission denied" not in str(exc.orig):
+            raise
+        raise RunbookError(
+            f"the target role may not create the schema: {str(exc.orig).splitlines()[0]}",
+            where=target.display,
+            fix="grant it CREATE on schema public (GRANT CREATE ON SCHEMA public TO <role>) "
+            "or connect as the database owner",
+        ) from None
     finally:
         engine.dispose()
     return {"revision_before": before, "revision_after": after, "head": alembic_head()}
