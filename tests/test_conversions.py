@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from runbook.conversions import TargetType, conversion_for
 from runbook.schema import ColumnPlan
-from runbook.source import register_functions
+from runbook.source import decode_text, register_functions
 from runbook.target import Target, connect
 from runbook.transfer import copy_line_sql
 
@@ -72,14 +72,20 @@ CASES = {
 }
 
 
-def _roundtrip(target: Target, pg_type: str, declared: str, values: list) -> None:
+def roundtrip(
+    target: Target, pg_type: str, declared: str, values: list, options: tuple[str, ...] = ()
+) -> dict:
+    """Values into SQLite, rendered to COPY, loaded, read back: canonical forms must agree.
+    Returns what PostgreSQL holds, by row. bytes values are stored as (non-UTF-8) text."""
     lite = sqlite3.connect(":memory:")
     register_functions(lite)
     lite.execute(f"CREATE TABLE t (id INTEGER PRIMARY KEY, v {declared})")
-    lite.executemany("INSERT INTO t (id, v) VALUES (?, ?)", list(enumerate(values)))
+    for key, value in enumerate(values):
+        cast = "CAST(? AS TEXT)" if isinstance(value, bytes) and declared != "BLOB" else "?"
+        lite.execute(f"INSERT INTO t (id, v) VALUES (?, {cast})", [key, value])
     plans = [
         ColumnPlan("t", "id", "INTEGER", "integer", False, "integer"),
-        ColumnPlan("t", "v", declared, pg_type, True, conversion_for(pg_type).name),
+        ColumnPlan("t", "v", declared, pg_type, True, conversion_for(pg_type).name, options),
     ]
     rule = plans[1].rule
     for kind, predicate in rule.checks('"v"', TargetType(pg_type)):
@@ -89,7 +95,7 @@ def _roundtrip(target: Target, pg_type: str, declared: str, values: list) -> Non
         assert not flagged, f"valid values flagged as {kind}: {flagged}"
     lite.text_factory = bytes
     data = b"".join(line for (line,) in lite.execute(copy_line_sql("t", plans)))
-    lite.text_factory = str
+    lite.text_factory = decode_text
     source = dict(lite.execute("SELECT id, v FROM t"))
     with connect(target) as conn:
         conn.execute(f"CREATE TEMP TABLE t (id integer PRIMARY KEY, v {pg_type})")
@@ -97,12 +103,13 @@ def _roundtrip(target: Target, pg_type: str, declared: str, values: list) -> Non
             copy.write(data)
         back = dict(conn.execute(f"SELECT id, {rule.target_select('v')} FROM t"))
     for key, value in source.items():
-        if value is None:
+        if value is None or rule.canonical(value) is None:
             assert back[key] is None
             continue
         expected = rule.canonical(value)
         assert not expected.startswith("<unconvertible"), expected
         assert rule.canonical(back[key]) == expected, (value, back[key])
+    return back
 
 
 @pytest.mark.parametrize("pg_type", list(CASES))
@@ -112,13 +119,13 @@ def test_values_survive_copy_and_compare_equal(fresh_target: Target, pg_type: st
     @SETTINGS
     @given(st.lists(values | st.none(), min_size=1, max_size=25))
     def check(batch: list) -> None:
-        _roundtrip(fresh_target, pg_type, declared, batch)
+        roundtrip(fresh_target, pg_type, declared, batch)
 
     check()
 
 
 def test_float_keeps_every_bit_where_cast_as_text_would_not(fresh_target: Target) -> None:
-    _roundtrip(
+    roundtrip(
         fresh_target,
         "double precision",
         "FLOAT",
@@ -133,8 +140,18 @@ MISFITS = [
     ("numeric(10,2)", "NUMERIC(10, 2)", 123456789.5, "numeric_overflow"),
     ("boolean", "BOOLEAN", "yes please", "not_boolean"),
     ("timestamp without time zone", "DATETIME", "2024-02-30 10:00:00", "unparseable_datetime"),
-    ("timestamp without time zone", "DATETIME", "", "unparseable_datetime"),
-    ("timestamp without time zone", "DATETIME", 1627303906122, "unparseable_datetime"),
+    ("timestamp without time zone", "DATETIME", "", "empty_string"),
+    ("timestamp without time zone", "DATETIME", 1627303906122, "epoch_in_datetime"),
+    (
+        "timestamp without time zone",
+        "DATETIME",
+        "2024-01-01T10:00:00+09:00",
+        "datetime_with_offset",
+    ),
+    ("timestamp without time zone", "DATETIME", "10/03/2024 14:00", "unparseable_datetime"),
+    ("date", "DATE", "", "empty_string"),
+    ("text", "TEXT", "서울 냉장".encode("cp949"), "invalid_utf8"),
+    ("jsonb", "JSON", '{"k": "냉장"}'.encode("cp949"), "invalid_utf8"),
     ("date", "DATE", "2024-13-01", "unparseable_date"),
     ("time without time zone", "TIME", "25:00", "unparseable_time"),
     ("jsonb", "JSON", "{not json", "invalid_json"),
@@ -148,8 +165,12 @@ MISFITS = [
 @pytest.mark.parametrize(("pg_type", "declared", "value", "kind"), MISFITS)
 def test_misfits_are_flagged_with_their_kind(pg_type, declared, value, kind) -> None:
     lite = sqlite3.connect(":memory:")
+    register_functions(lite)
     lite.execute(f"CREATE TABLE t (v {declared})")
-    lite.execute("INSERT INTO t VALUES (?)", [value])
+    if isinstance(value, bytes):  # text holding bytes that are not UTF-8, as legacy apps wrote
+        lite.execute("INSERT INTO t VALUES (CAST(? AS TEXT))", [value])
+    else:
+        lite.execute("INSERT INTO t VALUES (?)", [value])
     found = {
         found_kind
         for found_kind, predicate in conversion_for(pg_type).checks('"v"', TargetType(pg_type))
@@ -158,6 +179,27 @@ def test_misfits_are_flagged_with_their_kind(pg_type, declared, value, kind) -> 
         ).fetchone()[0]
     }
     assert kind in found
+
+
+@pytest.mark.parametrize(
+    ("pg_type", "declared", "value"),
+    [
+        ("timestamp without time zone", "DATETIME", "2026-03-02 06:00:00.123456"),
+        ("timestamp without time zone", "DATETIME", "2026-03-02T06:00:00"),
+        ("timestamp without time zone", "DATETIME", "2026-03-02 06:00"),
+        ("date", "DATE", "2024-02-29"),
+        ("time without time zone", "TIME", "23:59:59.999999"),
+        ("boolean", "BOOLEAN", "TRUE"),
+    ],
+)
+def test_normal_forms_are_not_misfits(pg_type, declared, value) -> None:
+    lite = sqlite3.connect(":memory:")
+    register_functions(lite)
+    lite.execute(f"CREATE TABLE t (v {declared})")
+    lite.execute("INSERT INTO t VALUES (?)", [value])
+    for kind, predicate in conversion_for(pg_type).checks('"v"', TargetType(pg_type)):
+        sql = f'SELECT count(*) FROM t WHERE "v" IS NOT NULL AND ({predicate})'
+        assert lite.execute(sql).fetchone()[0] == 0, kind
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,9 @@ from typing import Any
 from runbook.errors import RunbookError
 
 NULL_COPY = "'\\N'"  # SQL literal of COPY's NULL marker
+# SQL functions registered on every source connection (see `sql_functions`)
+PYTHON_REPR = "runbook_repr_real"
+INVALID_UTF8 = "runbook_invalid_utf8"
 
 
 def copy_escape(expr: str) -> str:
@@ -224,28 +227,43 @@ def _numeric_checks(col: str, target: TargetType) -> list[Check]:
 def _datetime_checks(col: str, target: TargetType) -> list[Check]:
     shape = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][ T][0-9][0-9]:[0-9][0-9]*"
     day = f"substr({col}, 1, 10)"
+    offset = (
+        f"({col} GLOB '*[0-9][+-][0-9][0-9]:[0-9][0-9]' "
+        f"OR {col} GLOB '*[0-9][+-][0-9][0-9][0-9][0-9]' OR {col} GLOB '*[0-9]Z')"
+    )
     return [
+        ("empty_string", f"{col} = ''"),
+        ("epoch_in_datetime", f"typeof({col}) IN ('integer', 'real')"),
+        ("datetime_with_offset", f"typeof({col}) = 'text' AND {col} GLOB '{shape}' AND {offset}"),
         (
             "unparseable_datetime",
-            f"typeof({col}) <> 'text' OR {col} NOT GLOB '{shape}' "
+            f"typeof({col}) NOT IN ('integer', 'real') AND {col} <> '' AND NOT ({col} GLOB "
+            f"'{shape}' AND {offset}) AND ({col} NOT GLOB '{shape}' "
             f"OR julianday({col}) IS NULL OR date(julianday({day})) IS NOT {day} "
-            f"OR length({col}) NOT IN (16, 19, 21, 22, 23, 24, 25, 26)",
-        )
+            f"OR length({col}) NOT IN (16, 19, 21, 22, 23, 24, 25, 26))",
+        ),
     ]
 
 
 def _date_checks(col: str, target: TargetType) -> list[Check]:
-    return [("unparseable_date", f"typeof({col}) <> 'text' OR date(julianday({col})) IS NOT {col}")]
+    return [
+        ("empty_string", f"{col} = ''"),
+        (
+            "unparseable_date",
+            f"{col} <> '' AND (typeof({col}) <> 'text' OR date(julianday({col})) IS NOT {col})",
+        ),
+    ]
 
 
 def _time_checks(col: str, target: TargetType) -> list[Check]:
     shape = "[0-2][0-9]:[0-5][0-9]*"
     return [
+        ("empty_string", f"{col} = ''"),
         (
             "unparseable_time",
-            f"typeof({col}) <> 'text' OR {col} NOT GLOB '{shape}' OR time({col}) IS NULL "
-            f"OR length({col}) NOT IN (5, 8, 10, 11, 12, 13, 14, 15)",
-        )
+            f"{col} <> '' AND (typeof({col}) <> 'text' OR {col} NOT GLOB '{shape}' "
+            f"OR time({col}) IS NULL OR length({col}) NOT IN (5, 8, 10, 11, 12, 13, 14, 15))",
+        ),
     ]
 
 
@@ -253,6 +271,7 @@ def _text_checks(col: str, target: TargetType) -> list[Check]:
     checks = [
         ("wrong_type", f"typeof({col}) <> 'text'"),
         ("nul_character", f"typeof({col}) = 'text' AND instr({col}, char(0)) > 0"),
+        ("invalid_utf8", f"typeof({col}) = 'text' AND {INVALID_UTF8}(CAST({col} AS BLOB))"),
     ]
     if target.base in ("character varying", "character") and target.modifiers:
         checks.append(
@@ -265,6 +284,7 @@ def _json_checks(col: str, target: TargetType) -> list[Check]:
     # JSON declares NUMERIC affinity in SQLite: a bare JSON number is stored as a number
     return [
         ("wrong_type", f"typeof({col}) NOT IN ('text', 'integer', 'real')"),
+        ("invalid_utf8", f"typeof({col}) = 'text' AND {INVALID_UTF8}(CAST({col} AS BLOB))"),
         ("invalid_json", f"typeof({col}) = 'text' AND NOT json_valid({col})"),
         ("nul_character", f"typeof({col}) = 'text' AND instr(lower({col}), '\\u0000') > 0"),
     ]
@@ -312,7 +332,6 @@ def _numeric_render(col: str, target: TargetType) -> str:
 
 
 EXACT_PRINTF_LIMIT = "1e50"  # SQLite's printf is exact below this magnitude (measured: 1e102)
-PYTHON_REPR = "runbook_repr_real"  # SQL function registered on every source connection
 
 
 def _float_render(col: str, target: TargetType) -> str:
@@ -419,14 +438,47 @@ _BY_TARGET_BASE = {
 }
 
 
-def conversion_for(target_type: str, *, where: str = "") -> Conversion:
-    """The conversion that loads a SQLite value into a column of `target_type`."""
+def conversion_for(
+    target_type: str, options: tuple[str, ...] = (), *, where: str = ""
+) -> Conversion:
+    """The conversion that loads a SQLite value into a column of `target_type`, with the
+    operator's explicit extra rules (`runbook.rules`) applied first."""
     base = TargetType(target_type).base
     try:
-        return CONVERSIONS[_BY_TARGET_BASE[base]]
+        conversion = CONVERSIONS[_BY_TARGET_BASE[base]]
     except KeyError:
         raise RunbookError(
             f"no conversion is defined for target type {target_type!r}",
             where=where or None,
             fix="add a rule for this type to runbook.conversions or change the target column type",
         ) from None
+    if not options:
+        return conversion
+    from runbook.rules import with_rules
+
+    return with_rules(conversion, options, where=where)
+
+
+def _repr_real(value: object) -> object:
+    return repr(value) if isinstance(value, float) else value
+
+
+def _invalid_utf8(value: object) -> bool:
+    if not isinstance(value, bytes):
+        return False
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def sql_functions() -> dict[str, tuple[int, Callable]]:
+    """Python functions the conversions' SQL calls, by name: (number of arguments, function)."""
+    from runbook.rules import RULE_FUNCTION, apply_rules_sql
+
+    return {
+        PYTHON_REPR: (1, _repr_real),
+        INVALID_UTF8: (1, _invalid_utf8),
+        RULE_FUNCTION: (2, apply_rules_sql),
+    }

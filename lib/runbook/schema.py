@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runbook import source as sqlite_source
-from runbook.conversions import TargetType, conversion_for
+from runbook.conversions import Conversion, TargetType, conversion_for
 from runbook.errors import RunbookError
 from runbook.run import RunFolder
 from runbook.target import Target, connect, sqlalchemy_url
@@ -26,11 +26,13 @@ class ColumnPlan:
     target_type: str
     nullable: bool
     conversion: str
+    options: tuple[str, ...] = ()  # explicit extra rules the operator switched on (runbook.rules)
 
     @property
-    def rule(self):
+    def rule(self) -> Conversion:
         """The Conversion object (rendering, misfit checks, canonical form)."""
-        return conversion_for(self.target_type, where=f"{self.table}.{self.column}")
+        where = f"{self.table}.{self.column}"
+        return conversion_for(self.target_type, tuple(self.options), where=where)
 
 
 def alembic_head() -> str:
@@ -125,9 +127,13 @@ def target_columns(target: Target) -> dict[str, dict[str, tuple[str, bool]]]:
     return columns
 
 
-def column_map(backup: str, target: Target) -> list[ColumnPlan]:
-    """Pair every source column with its target column and conversion; a source column with no
-    home, or a target column the source cannot fill, stops the run here, before any data moves."""
+def column_map(
+    backup: str, target: Target, column_rules: dict[str, list[str]] | None = None
+) -> list[ColumnPlan]:
+    """Pair every source column with its target column and conversion (plus the explicit rules
+    the operator chose, keyed "table.column"); a source column with no home, or a target column
+    the source cannot fill, stops the run here, before any data moves."""
+    column_rules = dict(column_rules or {})
     conn = sqlite_source.open_readonly(backup)
     try:
         tables = sqlite_source.reflect(conn)
@@ -151,9 +157,25 @@ def column_map(backup: str, target: Target) -> list[ColumnPlan]:
                     fix="add a migration that creates the column, then run 02_schema again",
                 )
             type_text, nullable = target_cols[column.name]
-            rule = conversion_for(type_text, where=f"{table.name}.{column.name}")
+            where = f"{table.name}.{column.name}"
+            options = tuple(sorted(column_rules.pop(where, ())))
+            if "empty-as-null" in options and not nullable:
+                raise RunbookError(
+                    "rule 'empty-as-null' on a NOT NULL column would turn '' into an error",
+                    where=where,
+                    fix="remove the rule for this column and fix its '' values in the source",
+                )
+            rule = conversion_for(type_text, options, where=where)
             plans.append(
-                ColumnPlan(table.name, column.name, column.declared, type_text, nullable, rule.name)
+                ColumnPlan(
+                    table.name,
+                    column.name,
+                    column.declared,
+                    type_text,
+                    nullable,
+                    rule.name,
+                    options,
+                )
             )
         missing = [
             name
@@ -166,6 +188,11 @@ def column_map(backup: str, target: Target) -> list[ColumnPlan]:
                 where=table.name,
                 fix="give them a default in a migration, or map them from source columns",
             )
+    if column_rules:
+        raise RunbookError(
+            f"column_rules name columns the source does not have: {', '.join(column_rules)}",
+            fix='write each key as "table.column" of a source column',
+        )
     return plans
 
 
@@ -174,14 +201,16 @@ def describe(plans: list[ColumnPlan]) -> list[dict[str, Any]]:
     return [asdict(plan) | {"rule": plan.rule.rule} for plan in plans]
 
 
-def prepare(run: RunFolder, target: Target) -> dict[str, Any]:
+def prepare(
+    run: RunFolder, target: Target, column_rules: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     """Create the schema, map the columns, scan the backup for misfits, and record all three in
     `schema.json` (tied to the backup's sha256, so the transfer need not scan again)."""
     from runbook.preflight import scan
 
     backup = run.read("backup")
     migration = upgrade(target)
-    plans = column_map(str(run.backup_path), target)
+    plans = column_map(str(run.backup_path), target, column_rules)
     result = {
         "backup_sha256": backup["sha256"],
         "mode": "alembic",
@@ -196,9 +225,12 @@ def prepare(run: RunFolder, target: Target) -> dict[str, Any]:
 def plans_from(result: dict[str, Any]) -> list[ColumnPlan]:
     """The column plans stored in `schema.json`."""
     fields = ColumnPlan.__dataclass_fields__
-    return [
-        ColumnPlan(**{k: v for k, v in row.items() if k in fields}) for row in result["columns"]
-    ]
+    plans = []
+    for row in result["columns"]:
+        values = {k: v for k, v in row.items() if k in fields}
+        values["options"] = tuple(values.get("options", ()))
+        plans.append(ColumnPlan(**values))
+    return plans
 
 
 def by_table(plans: list[ColumnPlan]) -> dict[str, list[ColumnPlan]]:

@@ -78,17 +78,23 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
     conn.execute("PRAGMA query_only = 1")
+    conn.text_factory = decode_text
     register_functions(conn)
     return conn
 
 
+def decode_text(raw: bytes) -> str:
+    """SQLite text as str; bytes that are not UTF-8 survive as surrogates (never an exception,
+    never a silent replacement), so a checker can still see and report them."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def register_functions(conn: sqlite3.Connection) -> None:
-    """SQL functions the conversion table's rendering uses (exact float text)."""
-    conn.create_function("runbook_repr_real", 1, _repr_real, deterministic=True)
+    """SQL functions the conversion table's SQL calls (exact float text, UTF-8 check, rules)."""
+    from runbook.conversions import sql_functions
 
-
-def _repr_real(value: object) -> object:
-    return repr(value) if isinstance(value, float) else value
+    for name, (arity, function) in sql_functions().items():
+        conn.create_function(name, arity, function, deterministic=True)
 
 
 def quote_ident(name: str) -> str:

@@ -1,0 +1,110 @@
+"""Step 01's snapshot: SQLite's online backup API sees committed rows still in the -wal file
+(a plain copy of the main file does not), and the source is never modified."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runbook.backup import require_sound, snapshot
+from runbook.errors import RunbookError
+from runbook.run import RunFolder
+
+CRASHING_WRITER = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA journal_mode = WAL")
+db.execute("PRAGMA wal_autocheckpoint = 0")
+db.execute("CREATE TABLE IF NOT EXISTS readings (id INTEGER PRIMARY KEY, note TEXT)")
+db.executemany("INSERT INTO readings (note) VALUES (?)", [("냉장 %d" % i,) for i in range(500)])
+os._exit(0)  # the application dies: committed rows stay in dispatch.db-wal, never checkpointed
+"""
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
+
+
+@pytest.fixture
+def wal_source(tmp_path: Path) -> Path:
+    source = tmp_path / "app" / "dispatch.db"
+    source.parent.mkdir()
+    subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(source)], check=True)
+    assert Path(f"{source}-wal").stat().st_size > 0
+    return source
+
+
+def test_backup_includes_rows_only_in_the_wal_and_leaves_the_source_alone(
+    wal_source: Path, tmp_path: Path
+) -> None:
+    # the database and its WAL; -shm is SQLite's shared-memory index, which every reader
+    # (the application's own included) rebuilds after a crash
+    files = [wal_source, Path(f"{wal_source}-wal")]
+    before = {f.name: digest(f) for f in files}
+
+    plain_copy = tmp_path / "cp.db"
+    shutil.copy(wal_source, plain_copy)  # what `cp dispatch.db` gives
+    with sqlite3.connect(plain_copy) as lite:
+        tables = lite.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    assert tables == 0  # the table and its 500 rows exist only in the -wal file
+
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    result = snapshot(wal_source, run)
+    assert result["row_counts"] == {"readings": 500}
+    assert result["integrity_check"] == ["ok"]
+    assert json.loads((run.path / "backup.json").read_text())["sha256"] == result["sha256"]
+    assert {f.name: digest(f) for f in files} == before  # not modified, not checkpointed
+
+
+def test_backup_of_a_database_another_process_is_writing(tmp_path: Path) -> None:
+    source = tmp_path / "busy.db"
+    writer = sqlite3.connect(source, isolation_level=None)
+    writer.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    writer.execute("INSERT INTO t (v) VALUES ('committed')")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t (v) VALUES ('not yet committed')")
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    result = snapshot(source, run)  # rollback journal mode: readers see the committed state
+    writer.execute("ROLLBACK")
+    writer.close()
+    assert result["row_counts"] == {"t": 1}
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p, "does not exist"),
+        (lambda p: (p.mkdir(), p)[1], "is not a file"),
+        (lambda p: (p.write_text("id,name\n1,x\n"), p)[1], "not a SQLite database"),
+    ],
+)
+def test_a_bad_source_is_a_clear_error(tmp_path: Path, make, message: str) -> None:
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    with pytest.raises(RunbookError, match=message):
+        snapshot(make(tmp_path / "dispatch.db"), run)
+    assert not (run.path / "backup.json").exists()
+
+
+def test_an_empty_database_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "none.db"
+    with sqlite3.connect(empty) as lite:
+        lite.execute("PRAGMA user_version = 1")
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    with pytest.raises(RunbookError, match="holds no tables"):
+        snapshot(empty, run)
+
+
+def test_a_corrupt_copy_stops_the_run() -> None:
+    with pytest.raises(RunbookError, match="integrity_check failed"):
+        require_sound({"integrity_check": ["*** in database main ***", "Page 3: btree error"]})
