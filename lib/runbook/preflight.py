@@ -1,16 +1,40 @@
-"""Preflight: every value that would not fit its target column, found inside SQLite before a row
-is written."""
+"""Preflight: every value that would not fit its target column, every orphan foreign key, and
+every row that depends on such a row, found inside SQLite before a row is written."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from typing import Any
 
 from runbook import source as sqlite_source
 from runbook.errors import RunbookError
+from runbook.rules import SUGGESTIONS
 from runbook.schema import ColumnPlan, by_table, target_type
 from runbook.source import quote_ident
 
 MAX_LISTED = 10_000  # findings kept in preflight results; counts always cover every value
+POLICIES = ("stop", "reject")
+REASONS = {
+    "null_in_not_null": "NULL in a column the target declares NOT NULL",
+    "wrong_type": "the value's SQLite type does not fit the target column type",
+    "integer_overflow": "integer outside the target integer type's range",
+    "too_precise": "more decimal places than the target numeric keeps (would be rounded)",
+    "numeric_overflow": "too many digits for the target numeric's precision",
+    "not_boolean": "not one of 0/1, t/f, true/false",
+    "empty_string": "'' where a value of another type is expected",
+    "epoch_in_datetime": "a number in a DATETIME column (an epoch?) needs an explicit rule",
+    "datetime_with_offset": "a timestamp with a UTC offset in a local-time column needs a rule",
+    "unparseable_datetime": "not an ISO date and time PostgreSQL would read the same way",
+    "unparseable_date": "not a valid ISO date",
+    "unparseable_time": "not a valid ISO time of day",
+    "invalid_json": "not valid JSON",
+    "nul_character": "holds a NUL character, which PostgreSQL text cannot store",
+    "invalid_utf8": "bytes that are not UTF-8",
+    "too_long": "longer than the column's character limit",
+    "orphan_foreign_key": "refers to a row that does not exist",
+    "depends_on_rejected": "refers to a row that is itself rejected",
+}
 
 
 def _shorten(value: Any, limit: int = 60) -> str:
@@ -18,92 +42,159 @@ def _shorten(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _key_expr(table: sqlite_source.Table) -> tuple[list[str], str]:
+class _Findings:
+    """Misfit rows per table (by rowid), with the first MAX_LISTED findings kept for display."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[int, list[str]]] = {}  # table → rowid → [column, kind]
+        self.counts: dict[tuple[str, str, str], int] = {}
+        self.listed: list[dict[str, Any]] = []
+
+    def add(self, table: str, rowid: int, pk: dict, column: str, kind: str, value: str) -> None:
+        self.counts[(table, column, kind)] = self.counts.get((table, column, kind), 0) + 1
+        finding = {"table": table, "pk": pk, "column": column, "kind": kind, "value": value}
+        self.rows.setdefault(table, {}).setdefault(rowid, [column, kind])
+        if len(self.listed) < MAX_LISTED:
+            self.listed.append(finding)
+
+
+def _key_select(table: sqlite_source.Table) -> tuple[list[str], str]:
     names = list(table.primary_key) or ["rowid"]
     return names, ", ".join(quote_ident(n) for n in names)
 
 
+def _scan_values(
+    conn: sqlite3.Connection, table: sqlite_source.Table, plans: list[ColumnPlan], found: _Findings
+) -> None:
+    key_names, key_sql = _key_select(table)
+    for plan in plans:
+        col = quote_ident(plan.column)
+        checks = [] if plan.nullable else [("null_in_not_null", f"{col} IS NULL")]
+        checks += [
+            (kind, f"{col} IS NOT NULL AND ({predicate})")
+            for kind, predicate in plan.rule.checks(col, target_type(plan))
+        ]
+        for kind, predicate in checks:
+            sql = f"SELECT rowid, {key_sql}, {col} FROM {quote_ident(table.name)} WHERE {predicate}"
+            for rowid, *key, value in conn.execute(sql):
+                pk = dict(zip(key_names, key, strict=True))
+                found.add(table.name, rowid, pk, plan.column, kind, _shorten(value))
+
+
+def _scan_orphans(
+    conn: sqlite3.Connection, tables: dict[str, sqlite_source.Table], found: _Findings
+) -> None:
+    for problem in sqlite_source.foreign_key_problems(conn):
+        table = tables[problem["table"]]
+        fk = table.foreign_keys[problem["fk_index"]]
+        key_names, key_sql = _key_select(table)
+        row = conn.execute(
+            f"SELECT {key_sql}, {', '.join(quote_ident(c) for c in fk.columns)} "
+            f"FROM {quote_ident(table.name)} WHERE rowid = ?",
+            [problem["rowid"]],
+        ).fetchone()
+        pk = dict(zip(key_names, row[: len(key_names)], strict=True))
+        refs = row[len(key_names) :]
+        found.add(
+            table.name,
+            problem["rowid"],
+            pk,
+            ", ".join(fk.columns),
+            "orphan_foreign_key",
+            f"{fk.parent} has no row {', '.join(map(repr, refs))}",
+        )
+
+
+def _scan_dependents(
+    conn: sqlite3.Connection, tables: dict[str, sqlite_source.Table], found: _Findings
+) -> None:
+    """Rows whose foreign key points at a row that will not be loaded, through any chain."""
+    changed = True
+    while changed:
+        changed = False
+        for child in tables.values():
+            key_names, key_sql = _key_select(child)
+            for fk in child.foreign_keys:
+                parent_rows = found.rows.get(fk.parent)
+                if not parent_rows or fk.parent not in tables:
+                    continue
+                parent_cols = fk.parent_columns if all(fk.parent_columns) else None
+                parent_cols = parent_cols or tables[fk.parent].primary_key or ("rowid",)
+                refs = conn.execute(
+                    f"SELECT DISTINCT json_array({', '.join(quote_ident(c) for c in parent_cols)}) "
+                    f"FROM {quote_ident(fk.parent)} "
+                    f"WHERE rowid IN (SELECT value FROM json_each(?))",
+                    [json.dumps(list(parent_rows))],
+                ).fetchall()
+                child_ref = f"json_array({', '.join(quote_ident(c) for c in fk.columns)})"
+                sql = (
+                    f"SELECT rowid, {key_sql}, {child_ref} FROM {quote_ident(child.name)} "
+                    f"WHERE {child_ref} IN (SELECT value FROM json_each(?))"
+                )
+                encoded = json.dumps([json.loads(r) for (r,) in refs])
+                for rowid, *key, ref in conn.execute(sql, [encoded]):
+                    if rowid in found.rows.get(child.name, {}):
+                        continue
+                    pk = dict(zip(key_names, key, strict=True))
+                    value = f"{fk.parent} {ref} is rejected"
+                    found.add(
+                        child.name, rowid, pk, ", ".join(fk.columns), "depends_on_rejected", value
+                    )
+                    changed = True
+
+
 def scan(backup: str, plans: list[ColumnPlan]) -> dict[str, Any]:
-    """Run every conversion's misfit predicates and the NOT NULL and foreign-key checks over the
-    backup; returns counts per (table, column, kind) and the first MAX_LISTED findings."""
+    """Run every conversion's misfit predicates, the NOT NULL and foreign-key checks, and follow
+    foreign keys to the rows that depend on a misfit row; returns counts per (table, column,
+    kind), the first MAX_LISTED findings, and the rowids of every row that cannot be loaded."""
     conn = sqlite_source.open_readonly(backup)
-    conn.text_factory = lambda raw: raw.decode("utf-8", "backslashreplace")
     tables = {t.name: t for t in sqlite_source.reflect(conn)}
-    findings: list[dict[str, Any]] = []
-    counts: dict[tuple[str, str, str], int] = {}
+    found = _Findings()
     try:
         for table_name, table_plans in by_table(plans).items():
-            table = tables[table_name]
-            key_names, key_sql = _key_expr(table)
-            for plan in table_plans:
-                col = quote_ident(plan.column)
-                checks = [] if plan.nullable else [("null_in_not_null", f"{col} IS NULL")]
-                checks += [
-                    (kind, f"{col} IS NOT NULL AND ({predicate})")
-                    for kind, predicate in plan.rule.checks(col, target_type(plan))
-                ]
-                for kind, predicate in checks:
-                    rows = conn.execute(
-                        f"SELECT {key_sql}, {col} FROM {quote_ident(table_name)} WHERE {predicate}"
-                    )
-                    for row in rows:
-                        counts[(table_name, plan.column, kind)] = (
-                            counts.get((table_name, plan.column, kind), 0) + 1
-                        )
-                        if len(findings) < MAX_LISTED:
-                            findings.append(
-                                {
-                                    "table": table_name,
-                                    "pk": dict(zip(key_names, row[:-1], strict=True)),
-                                    "column": plan.column,
-                                    "kind": kind,
-                                    "value": _shorten(row[-1]),
-                                }
-                            )
-        for problem in sqlite_source.foreign_key_problems(conn):
-            table = tables[problem["table"]]
-            fk = table.foreign_keys[problem["fk_index"]]
-            key_names, key_sql = _key_expr(table)
-            key = conn.execute(
-                f"SELECT {key_sql} FROM {quote_ident(table.name)} WHERE rowid = ?",
-                [problem["rowid"]],
-            ).fetchone()
-            column = ", ".join(fk.columns)
-            counts[(table.name, column, "orphan_foreign_key")] = (
-                counts.get((table.name, column, "orphan_foreign_key"), 0) + 1
-            )
-            if len(findings) < MAX_LISTED:
-                findings.append(
-                    {
-                        "table": table.name,
-                        "pk": dict(zip(key_names, key, strict=True)),
-                        "column": column,
-                        "kind": "orphan_foreign_key",
-                        "value": f"no row in {fk.parent}",
-                    }
-                )
+            _scan_values(conn, tables[table_name], table_plans, found)
+        _scan_orphans(conn, tables, found)
+        _scan_dependents(conn, tables, found)
     finally:
         conn.close()
     summary = [
-        {"table": t, "column": c, "kind": k, "count": n} for (t, c, k), n in sorted(counts.items())
+        {"table": t, "column": c, "kind": k, "count": n}
+        for (t, c, k), n in sorted(found.counts.items())
     ]
-    return {"total": sum(counts.values()), "summary": summary, "findings": findings}
+    return {
+        "total": sum(found.counts.values()),
+        "rows": sum(len(rows) for rows in found.rows.values()),
+        "summary": summary,
+        "findings": found.listed,
+        # every row that cannot be loaded: table → [[rowid, column, kind] of its first problem]
+        "rejected": {
+            table: [[rowid, *rows[rowid]] for rowid in sorted(rows)]
+            for table, rows in sorted(found.rows.items())
+        },
+    }
 
 
 def require_clean(preflight: dict[str, Any], on_bad_rows: str = "stop") -> None:
-    """Stop before writing when misfits exist and the policy is `stop` (the default)."""
-    if on_bad_rows != "stop":
+    """Stop before writing when misfits exist and the policy is `stop` (the default); with
+    `reject` the misfit rows and their dependents go to the reject ledger instead."""
+    if on_bad_rows not in POLICIES:
         raise RunbookError(
             f"on_bad_rows={on_bad_rows!r} is not a known policy",
-            fix='use on_bad_rows="stop"',
+            fix='use on_bad_rows="stop" (the default) or "reject"',
         )
-    if preflight["total"]:
-        first = "; ".join(
-            f"{f['table']} {f['pk']} column {f['column']}: {f['kind']} {f['value']}"
-            for f in preflight["findings"][:5]
-        )
-        raise RunbookError(
-            f"{preflight['total']} source values do not fit the target; nothing was written. "
-            f"First: {first}",
-            fix="fix these rows in the source (see the preflight table in 02_schema) and run again",
-        )
+    if not preflight["total"] or on_bad_rows == "reject":
+        return
+    first = "; ".join(
+        f"{f['table']} {f['pk']} column {f['column']}: {f['kind']} {f['value']}"
+        for f in preflight["findings"][:5]
+    )
+    kinds = {s["kind"] for s in preflight["summary"]}
+    rules = sorted({SUGGESTIONS[k] for k in kinds if k in SUGGESTIONS})
+    hint = f"; or switch on column rules ({', '.join(rules)}) where they fit" if rules else ""
+    raise RunbookError(
+        f"{preflight['total']} problems in {preflight['rows']} source rows; nothing was written. "
+        f"First: {first}",
+        fix="fix these rows in the source (see the preflight table in 02_schema) and run again, "
+        f'or run with on_bad_rows="reject" to load every other row and list these in '
+        f"rejects.jsonl{hint}",
+    )
