@@ -409,6 +409,25 @@ CONVERSIONS: dict[str, Conversion] = {
         _text_checks,
         canonical_text,
     ),
+    "text-from-any": Conversion(
+        "text-from-any",
+        "text as is, numbers as their exact decimal text (a column whose data is mixed)",
+        lambda col, t: (
+            f"CASE typeof({col}) WHEN 'real' THEN {PYTHON_REPR}({col}) ELSE {copy_escape(col)} END"
+        ),
+        lambda col, t: [
+            ("wrong_type", f"typeof({col}) = 'blob'"),
+            ("nul_character", f"typeof({col}) = 'text' AND instr({col}, char(0)) > 0"),
+            ("invalid_utf8", f"typeof({col}) = 'text' AND {INVALID_UTF8}(CAST({col} AS BLOB))"),
+        ],
+        lambda value: (
+            repr(value)
+            if isinstance(value, float)
+            else str(value)
+            if isinstance(value, int | str) and not isinstance(value, bool)
+            else _kind_error(value)
+        ),
+    ),
     "bytes": Conversion(
         "blob-hex",
         "BLOB → bytea, byte for byte",
@@ -439,13 +458,14 @@ _BY_TARGET_BASE = {
 
 
 def conversion_for(
-    target_type: str, options: tuple[str, ...] = (), *, where: str = ""
+    target_type: str, options: tuple[str, ...] = (), *, where: str = "", name: str = ""
 ) -> Conversion:
-    """The conversion that loads a SQLite value into a column of `target_type`, with the
-    operator's explicit extra rules (`runbook.rules`) applied first."""
+    """The conversion that loads a SQLite value into a column of `target_type` (or the one
+    `name`d, where a column needs another than its type's default), with the operator's
+    explicit extra rules (`runbook.rules`) applied first."""
     base = TargetType(target_type).base
     try:
-        conversion = CONVERSIONS[_BY_TARGET_BASE[base]]
+        conversion = CONVERSIONS.get(name) or CONVERSIONS[_BY_TARGET_BASE[base]]
     except KeyError:
         raise RunbookError(
             f"no conversion is defined for target type {target_type!r}",

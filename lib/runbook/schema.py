@@ -27,12 +27,23 @@ class ColumnPlan:
     nullable: bool
     conversion: str
     options: tuple[str, ...] = ()  # explicit extra rules the operator switched on (runbook.rules)
+    target_table: str = ""  # PostgreSQL names, where they differ from SQLite's (reflect mode)
+    target_column: str = ""
+
+    @property
+    def pg_table(self) -> str:
+        return self.target_table or self.table
+
+    @property
+    def pg_column(self) -> str:
+        return self.target_column or self.column
 
     @property
     def rule(self) -> Conversion:
         """The Conversion object (rendering, misfit checks, canonical form)."""
         where = f"{self.table}.{self.column}"
-        return conversion_for(self.target_type, tuple(self.options), where=where)
+        base = self.conversion.split("+")[0]
+        return conversion_for(self.target_type, tuple(self.options), where=where, name=base)
 
 
 def alembic_head() -> str:
@@ -128,7 +139,10 @@ def target_columns(target: Target) -> dict[str, dict[str, tuple[str, bool]]]:
 
 
 def column_map(
-    backup: str, target: Target, column_rules: dict[str, list[str]] | None = None
+    backup: str,
+    target: Target,
+    column_rules: dict[str, list[str]] | None = None,
+    reflected: list[dict[str, Any]] | None = None,
 ) -> list[ColumnPlan]:
     """Pair every source column with its target column and conversion (plus the explicit rules
     the operator chose, keyed "table.column"); a source column with no home, or a target column
@@ -140,23 +154,28 @@ def column_map(
     finally:
         conn.close()
     homes = target_columns(target)
+    shapes = {shape["name"]: shape for shape in reflected or []}
     plans = []
     for table in tables:
-        if table.name not in homes:
+        shape = shapes.get(table.name)
+        pg_table = shape["target"] if shape else table.name
+        renamed = {c["name"]: c for c in shape["columns"]} if shape else {}
+        if pg_table not in homes:
             raise RunbookError(
                 f"source table {table.name!r} has no table in the target schema",
                 where=table.name,
                 fix="add it to the application's models and migrations, or use reflect mode",
             )
-        target_cols = homes[table.name]
+        target_cols = homes[pg_table]
         for column in table.columns:
-            if column.name not in target_cols:
+            pg_column = renamed[column.name]["target"] if renamed else column.name
+            if pg_column not in target_cols:
                 raise RunbookError(
                     f"source column {column.name!r} has no column in the target table",
                     where=f"{table.name}.{column.name}",
                     fix="add a migration that creates the column, then run 02_schema again",
                 )
-            type_text, nullable = target_cols[column.name]
+            type_text, nullable = target_cols[pg_column]
             where = f"{table.name}.{column.name}"
             options = tuple(sorted(column_rules.pop(where, ())))
             if "empty-as-null" in options and not nullable:
@@ -165,7 +184,8 @@ def column_map(
                     where=where,
                     fix="remove the rule for this column and fix its '' values in the source",
                 )
-            rule = conversion_for(type_text, options, where=where)
+            special = (renamed[column.name]["conversion"] if renamed else None) or ""
+            rule = conversion_for(type_text, options, where=where, name=special)
             plans.append(
                 ColumnPlan(
                     table.name,
@@ -175,12 +195,15 @@ def column_map(
                     nullable,
                     rule.name,
                     options,
+                    "" if pg_table == table.name else pg_table,
+                    "" if pg_column == column.name else pg_column,
                 )
             )
+        filled = {renamed[c]["target"] if renamed else c for c in table.column_names}
         missing = [
             name
             for name, (_, nullable) in target_cols.items()
-            if name not in table.column_names and not nullable
+            if name not in filled and not nullable
         ]
         if missing:
             raise RunbookError(
@@ -201,19 +224,33 @@ def describe(plans: list[ColumnPlan]) -> list[dict[str, Any]]:
     return [asdict(plan) | {"rule": plan.rule.rule} for plan in plans]
 
 
+SCHEMA_MODES = ("alembic", "reflect")
+
+
 def prepare(
-    run: RunFolder, target: Target, column_rules: dict[str, list[str]] | None = None
+    run: RunFolder,
+    target: Target,
+    column_rules: dict[str, list[str]] | None = None,
+    mode: str = "alembic",
 ) -> dict[str, Any]:
-    """Create the schema, map the columns, scan the backup for misfits, and record all three in
+    """Create the schema (the application's Alembic migrations, or one reflected from the
+    SQLite file), map the columns, scan the backup for misfits, and record all three in
     `schema.json` (tied to the backup's sha256, so the transfer need not scan again)."""
+    from runbook import reflect
     from runbook.preflight import scan
 
+    if mode not in SCHEMA_MODES:
+        raise RunbookError(f"unknown schema mode {mode!r}", fix="use 'alembic' or 'reflect'")
     backup = run.read("backup")
-    migration = upgrade(target)
-    plans = column_map(str(run.backup_path), target, column_rules)
+    reflected = reflect.build(str(run.backup_path), target) if mode == "reflect" else None
+    migration = upgrade(target) if mode == "alembic" else None
+    plans = column_map(
+        str(run.backup_path), target, column_rules, reflected["tables"] if reflected else None
+    )
     result = {
         "backup_sha256": backup["sha256"],
-        "mode": "alembic",
+        "mode": mode,
+        "reflected": reflected,
         "migration": migration,
         "columns": describe(plans),
         "preflight": scan(str(run.backup_path), plans),
@@ -249,20 +286,30 @@ def target_type(plan: ColumnPlan) -> TargetType:
 def key_facts(result: dict[str, Any]) -> dict[str, Any]:
     """What the audit record must show of the schema step."""
     migration = result["migration"]
-    return {
-        "schema mode": result["mode"],
-        "alembic revision before": migration["revision_before"] or "(empty database)",
-        "alembic revision after": migration["revision_after"],
+    if migration:
+        facts = {
+            "schema mode": "alembic (the application's migrations)",
+            "alembic revision before": migration["revision_before"] or "(empty database)",
+            "alembic revision after": migration["revision_after"],
+        }
+    else:
+        facts = {
+            "schema mode": "reflect (built from the SQLite file)",
+            "notes on translation": len(result["reflected"]["notes"]),
+        }
+    return facts | {
         "tables mapped": len({c["table"] for c in result["columns"]}),
         "columns mapped": len(result["columns"]),
         "misfit values found by preflight": result["preflight"]["total"],
+        "rows that cannot be loaded as they are": result["preflight"]["rows"],
     }
 
 
 def summary(result: dict[str, Any]) -> str:
     """One line for the verdict."""
+    migration = result["migration"]
+    made = f"revision {migration['revision_after']}" if migration else "reflected from SQLite"
     return (
-        f"schema at revision {result['migration']['revision_after']}; "
-        f"{len(result['columns'])} columns mapped; "
-        f"{result['preflight']['total']} misfits."
+        f"schema {made}; {len(result['columns'])} columns mapped; "
+        f"{result['preflight']['total']} misfits in {result['preflight']['rows']} rows."
     )
