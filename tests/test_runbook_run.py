@@ -163,7 +163,7 @@ def test_run_with_password_authentication_and_a_wrong_password(
     assert "not-the-password-31337" not in text
 
 
-def test_a_role_without_create_rights_fails_in_step_02_with_one_sentence(
+def test_a_role_without_create_rights_fails_before_step_01_with_one_sentence(
     scram_server, sample_db: Path, tmp_path: Path
 ) -> None:
     from runbook.target import connect, create_database
@@ -180,7 +180,8 @@ def test_a_role_without_create_rights_fails_in_step_02_with_one_sentence(
     )
     text = done.stdout + done.stderr
     assert done.returncode != 0
-    assert "FAILED at step schema" in text
+    assert "permission denied: role reader may not create objects" in text
     assert "GRANT CREATE ON SCHEMA public" in text
+    assert not (tmp_path / "run" / "01_backup.ipynb").exists()
     assert "reader-pw-777" not in text
     assert files_containing(tmp_path / "run", "reader-pw-777") == []

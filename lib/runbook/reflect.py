@@ -394,18 +394,29 @@ def describe(shapes: list[TableShape]) -> list[dict[str, Any]]:
     return [asdict(s) for s in shapes]
 
 
-def build(backup: str, target: Any) -> dict[str, Any]:
-    """Create the reflected schema in an empty target (refusing one that has any of its
-    tables), in one transaction; returns the shapes, notes and statements for `schema.json`."""
-    from runbook.errors import RunbookError
-    from runbook.target import connect
-
+def plan(backup: str) -> dict[str, Any]:
+    """The reflected schema of a SQLite file: shapes, notes and the DDL that creates it."""
     conn = sqlite_source.open_readonly(backup)
     try:
         shapes, notes = reflect_source(conn)
     finally:
         conn.close()
-    statements = create_statements(shapes)
+    return {"tables": describe(shapes), "notes": notes, "statements": create_statements(shapes)}
+
+
+def build(backup: str, target: Any) -> dict[str, Any]:
+    """Create the reflected schema in an empty target (refusing one that has any of its
+    tables), in one transaction; returns the shapes, notes and statements for `schema.json`."""
+    reflected = plan(backup)
+    create(target, reflected)
+    return reflected
+
+
+def create(target: Any, reflected: dict[str, Any]) -> None:
+    """Run the DDL of a reflected schema in one transaction, refusing clashing tables."""
+    from runbook.errors import RunbookError
+    from runbook.target import connect
+
     with connect(target) as pg:
         existing = {
             name
@@ -413,14 +424,13 @@ def build(backup: str, target: Any) -> dict[str, Any]:
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
             )
         }
-        clash = sorted(existing & {s.target for s in shapes})
+        clash = sorted(existing & {t["target"] for t in reflected["tables"]})
         if clash:
             raise RunbookError(
                 f"the target already has tables named {', '.join(clash)}; nothing was changed",
                 where=target.display,
                 fix="reflect into an empty database",
             )
-        for statement in statements:
+        for statement in reflected["statements"]:
             pg.execute(statement)
         pg.commit()
-    return {"tables": describe(shapes), "notes": notes, "statements": statements}

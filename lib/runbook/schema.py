@@ -62,45 +62,29 @@ def application_tables() -> list[str]:
     return list(Base.metadata.tables)
 
 
-def occupied_tables(target: Target, tables: list[str]) -> dict[str, int]:
-    """Application tables in the target that already hold rows."""
-    with connect(target) as conn:
-        present = {
-            name
-            for (name,) in conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                [TARGET_SCHEMA],
-            )
-        }
-        counts = {}
-        for name in tables:
-            if name in present:
-                count = conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-                if count:
-                    counts[name] = count
-        return counts
-
-
 def upgrade(target: Target) -> dict[str, Any]:
-    """`alembic upgrade head` of the application's migrations into the target, refusing a target
-    whose application tables already hold data."""
+    """`alembic upgrade head` of the application's migrations into the target; a target at a
+    revision these migrations do not know (newer, or another application's) is refused."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
     from coldchain.migrations import alembic_config
 
-    occupied = occupied_tables(target, application_tables())
-    if occupied:
-        listing = ", ".join(f"{name} ({count} rows)" for name, count in occupied.items())
-        raise RunbookError(
-            f"the target already holds data: {listing}",
-            where=target.display,
-            fix="migrate into an empty database, or empty these tables after taking a backup",
-        )
     engine = sa.create_engine(sqlalchemy_url(target.url), poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
             before = MigrationContext.configure(conn).get_current_revision()
+            known = {
+                r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+            }
+            if before is not None and before not in known:
+                raise RunbookError(
+                    f"the target's Alembic revision {before!r} is not one of this runbook's "
+                    f"migrations (newer, or another application's); nothing was changed",
+                    where=target.display,
+                    fix="use the runbook version that matches the application, or an empty target",
+                )
             command.upgrade(alembic_config(conn), "head")
             after = MigrationContext.configure(conn).get_current_revision()
     except sa.exc.OperationalError as exc:
@@ -236,13 +220,20 @@ def prepare(
     """Create the schema (the application's Alembic migrations, or one reflected from the
     SQLite file), map the columns, scan the backup for misfits, and record all three in
     `schema.json` (tied to the backup's sha256, so the transfer need not scan again)."""
-    from runbook import reflect
+    from runbook import ledger, reflect
     from runbook.preflight import scan
 
     if mode not in SCHEMA_MODES:
         raise RunbookError(f"unknown schema mode {mode!r}", fix="use 'alembic' or 'reflect'")
     backup = run.read("backup")
-    reflected = reflect.build(str(run.backup_path), target) if mode == "reflect" else None
+    reflected = reflect.plan(str(run.backup_path)) if mode == "reflect" else None
+    tables = [t["target"] for t in reflected["tables"]] if reflected else application_tables()
+    earlier = ledger.require_ours_or_empty(
+        target, tables, backup["sha256"], allowed=("alembic_version",)
+    )
+    ledger.claim(target, backup["sha256"], backup["source_name"], mode, tables)
+    if reflected and not earlier:
+        reflect.create(target, reflected)
     migration = upgrade(target) if mode == "alembic" else None
     plans = column_map(
         str(run.backup_path), target, column_rules, reflected["tables"] if reflected else None

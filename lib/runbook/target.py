@@ -213,6 +213,36 @@ def drop_database(admin: Target, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
+MINIMUM_SERVER = 120000  # PostgreSQL 12: generated identity, VALIDATE CONSTRAINT, COPY as used
+
+
+def check_ready(target: Target) -> str:
+    """Connect and check the target can take a migration: PostgreSQL 12 or newer, and a role
+    that may create schemas and tables. Returns the server version; one sentence otherwise."""
+    with connect(target) as conn:
+        number = int(conn.execute("SHOW server_version_num").fetchone()[0])
+        version = "PostgreSQL " + conn.execute("SHOW server_version").fetchone()[0].split()[0]
+        role, on_db, on_public = conn.execute(
+            "SELECT current_user, has_database_privilege(current_database(), 'CREATE'), "
+            "has_schema_privilege('public', 'CREATE')"
+        ).fetchone()
+    if number < MINIMUM_SERVER:
+        raise RunbookError(
+            f"the target runs {version}, older than PostgreSQL 12, which the runbook needs",
+            where=target.display,
+            fix="migrate into PostgreSQL 12 or newer (the application uses 15)",
+        )
+    if not (on_db and on_public):
+        missing = "schema public" if on_db else "the database"
+        raise RunbookError(
+            f"permission denied: role {role} may not create objects in {missing}",
+            where=target.display,
+            fix=f"GRANT CREATE ON DATABASE and GRANT CREATE ON SCHEMA public TO {role}, "
+            "or connect as the database owner",
+        )
+    return version
+
+
 def server_version(target: Target) -> str:
     """The server's version string, e.g. `PostgreSQL 15.20`."""
     with connect(target) as conn:

@@ -1,0 +1,119 @@
+"""The runbook's own bookkeeping inside the target (schema `runbook`): which backup this target
+is being loaded from, and which key ranges of which tables are complete. It is what lets a
+re-run tell its own earlier work from data somebody else put there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from runbook.errors import RunbookError
+from runbook.source import quote_ident
+from runbook.target import Target, connect
+
+LEDGER_SCHEMA = "runbook"
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {LEDGER_SCHEMA};
+CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA}.loads (
+    backup_sha256 text PRIMARY KEY,
+    source_name text NOT NULL,
+    schema_mode text NOT NULL,
+    tables text[] NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA}.ranges (
+    backup_sha256 text NOT NULL REFERENCES {LEDGER_SCHEMA}.loads ON DELETE CASCADE,
+    table_name text NOT NULL,
+    range_start bigint NOT NULL,
+    range_end bigint NOT NULL,
+    rows bigint NOT NULL,
+    checksum text,
+    attempt integer NOT NULL,
+    status text NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (backup_sha256, table_name, range_start)
+);
+"""
+
+
+def ensure(conn: psycopg.Connection) -> None:
+    """Create the ledger schema and tables if missing (idempotent)."""
+    conn.execute(DDL)
+
+
+def public_tables(conn: psycopg.Connection) -> dict[str, int]:
+    """Tables of the public schema with their exact row counts."""
+    names = [
+        name
+        for (name,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        )
+    ]
+    return {
+        name: conn.execute(f"SELECT count(*) FROM public.{quote_ident(name)}").fetchone()[0]
+        for name in names
+    }
+
+
+def claimed(conn: psycopg.Connection) -> dict[str, Any] | None:
+    """The load recorded in this target, if any: backup sha256, source, mode, tables."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{LEDGER_SCHEMA}.loads"])
+    if not exists.fetchone()[0]:
+        return None
+    row = conn.execute(
+        f"SELECT backup_sha256, source_name, schema_mode, tables FROM {LEDGER_SCHEMA}.loads"
+    ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("backup_sha256", "source_name", "schema_mode", "tables"), row, strict=True))
+
+
+def require_ours_or_empty(
+    target: Target, tables: list[str], backup_sha256: str, allowed: tuple[str, ...] = ()
+) -> dict[str, Any] | None:
+    """Refuse a target that holds tables or rows this migration did not put there, listing
+    what is there; return the earlier load of the same backup when the target holds one (so
+    the run continues it)."""
+    with connect(target) as conn:
+        present = public_tables(conn)
+        earlier = claimed(conn)
+    ours = earlier is not None and earlier["backup_sha256"] == backup_sha256
+    if earlier is not None and not ours:
+        raise RunbookError(
+            f"the target holds a migration of another source ({earlier['source_name']}, backup "
+            f"sha256 {earlier['backup_sha256'][:12]}…); nothing was written",
+            where=target.display,
+            fix="migrate into an empty database, or use --replace-target to drop the "
+            "application's tables first (after a backup of the target)",
+        )
+    foreign = {
+        name: rows for name, rows in present.items() if name not in tables and name not in allowed
+    }
+    filled = {name: rows for name, rows in present.items() if name in tables and rows}
+    problems = [f"{name} ({rows} rows, not part of this schema)" for name, rows in foreign.items()]
+    if not ours:
+        problems += [f"{name} ({rows} rows)" for name, rows in filled.items()]
+    if problems:
+        raise RunbookError(
+            f"the target already holds data this run did not put there: {', '.join(problems)}; "
+            "nothing was written",
+            where=target.display,
+            fix="migrate into an empty database, or use --replace-target to drop the "
+            "application's tables first (after a backup of the target)",
+        )
+    return earlier if ours else None
+
+
+def claim(
+    target: Target, backup_sha256: str, source_name: str, mode: str, tables: list[str]
+) -> None:
+    """Record that this target is being loaded from this backup (first step that writes)."""
+    with connect(target) as conn:
+        ensure(conn)
+        conn.execute(
+            f"INSERT INTO {LEDGER_SCHEMA}.loads (backup_sha256, source_name, schema_mode, tables) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (backup_sha256) DO NOTHING",
+            [backup_sha256, source_name, mode, tables],
+        )
+        conn.commit()
