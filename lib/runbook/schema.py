@@ -62,29 +62,42 @@ def application_tables() -> list[str]:
     return list(Base.metadata.tables)
 
 
+def require_known_revision(target: Target) -> None:
+    """Refuse a target at an Alembic revision these migrations do not know (a newer
+    application, or another application), before anything is written."""
+    from alembic.script import ScriptDirectory
+
+    from coldchain.migrations import alembic_config
+
+    with connect(target) as conn:
+        exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL")
+        if not exists.fetchone()[0]:
+            return
+        current = [r for (r,) in conn.execute("SELECT version_num FROM public.alembic_version")]
+    known = {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    unknown = [r for r in current if r not in known]
+    if unknown:
+        raise RunbookError(
+            f"the target's Alembic revision {unknown[0]!r} is not one of this runbook's "
+            "migrations (newer, or another application's); nothing was written",
+            where=target.display,
+            fix="use the runbook version that matches the application, or an empty target",
+        )
+
+
 def upgrade(target: Target) -> dict[str, Any]:
     """`alembic upgrade head` of the application's migrations into the target; a target at a
     revision these migrations do not know (newer, or another application's) is refused."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     from coldchain.migrations import alembic_config
 
+    require_known_revision(target)
     engine = sa.create_engine(sqlalchemy_url(target.url), poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
             before = MigrationContext.configure(conn).get_current_revision()
-            known = {
-                r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()
-            }
-            if before is not None and before not in known:
-                raise RunbookError(
-                    f"the target's Alembic revision {before!r} is not one of this runbook's "
-                    f"migrations (newer, or another application's); nothing was changed",
-                    where=target.display,
-                    fix="use the runbook version that matches the application, or an empty target",
-                )
             command.upgrade(alembic_config(conn), "head")
             after = MigrationContext.configure(conn).get_current_revision()
     except sa.exc.OperationalError as exc:
@@ -228,6 +241,8 @@ def prepare(
     backup = run.read("backup")
     reflected = reflect.plan(str(run.backup_path)) if mode == "reflect" else None
     tables = [t["target"] for t in reflected["tables"]] if reflected else application_tables()
+    if mode == "alembic":
+        require_known_revision(target)
     earlier = ledger.require_ours_or_empty(
         target, tables, backup["sha256"], allowed=("alembic_version",)
     )
