@@ -105,6 +105,39 @@ def test_an_empty_database_is_refused(tmp_path: Path) -> None:
         snapshot(empty, run)
 
 
+def _damaged(tmp_path: Path, how: str) -> Path:
+    from coldchain.sample import generate
+
+    source = tmp_path / "good.db"
+    generate(source, scale=0.002, seed=1)
+    data = source.read_bytes()
+    damaged = {
+        "truncated": data[: len(data) * 6 // 10],
+        "newer_format": data[:18] + bytes([3, 3]) + data[20:],
+        "garbage_page": data[:8192] + b"\xff" * 4096 + data[12288:],
+    }[how]
+    path = tmp_path / f"{how}.db"
+    path.write_bytes(damaged)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("truncated", "could not be copied: database disk image is malformed"),
+        ("newer_format", "asks for SQLite file format 3"),
+        ("garbage_page", "integrity_check failed"),
+    ],
+)
+def test_a_damaged_or_newer_file_is_a_clear_error(tmp_path: Path, how: str, message: str) -> None:
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    with pytest.raises(RunbookError, match=message) as error:
+        snapshot(_damaged(tmp_path, how), run)
+    assert "What to do" in str(error.value)
+    assert not (run.path / "backup.json").exists()
+
+
 def test_a_corrupt_copy_stops_the_run() -> None:
     with pytest.raises(RunbookError, match="integrity_check failed"):
         require_sound({"integrity_check": ["*** in database main ***", "Page 3: btree error"]})

@@ -41,14 +41,26 @@ def snapshot(source: str | Path, run: RunFolder) -> dict[str, Any]:
     except sqlite3.DatabaseError as exc:
         target.unlink(missing_ok=True)
         raise RunbookError(
-            f"the source {source_path.name} could not be copied: {exc}",
-            fix="check that the file is a complete, readable SQLite database",
+            f"the source {source_path.name} could not be copied: {exc}{_newer_format(source_path)}",
+            fix="check that the file is a complete, readable SQLite database written by the "
+            f"application (this runbook reads SQLite {sqlite3.sqlite_version} files)",
         ) from None
     finally:
         src.close()
     target.chmod(0o444)  # the snapshot is evidence: never modified after this point
     copy = sqlite_source.open_readonly(target)
     try:
+        try:
+            problems = sqlite_source.integrity_problems(copy)
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems:
+            raise RunbookError(
+                f"PRAGMA integrity_check failed on the copy of {source_path.name}: "
+                f"{'; '.join(problems[:3])}",
+                fix="restore the source from a good backup or repair it (sqlite3 .recover) "
+                "first; nothing was written to the target",
+            )
         tables = sqlite_source.table_names(copy)
         result = {
             "source_name": source_path.name,
@@ -58,7 +70,7 @@ def snapshot(source: str | Path, run: RunFolder) -> dict[str, Any]:
             "sha256": sha256_file(target),
             "sqlite_version": sqlite3.sqlite_version,
             "started_at": started.isoformat(timespec="seconds"),
-            "integrity_check": sqlite_source.integrity_problems(copy) or ["ok"],
+            "integrity_check": ["ok"],
             "foreign_key_check": sqlite_source.foreign_key_problems(copy)[:1000],
             "row_counts": sqlite_source.row_counts(copy, tables),
             "table_bytes": sqlite_source.table_sizes(copy),
@@ -72,6 +84,15 @@ def snapshot(source: str | Path, run: RunFolder) -> dict[str, Any]:
         )
     run.write("backup", result)
     return result
+
+
+def _newer_format(path: Path) -> str:
+    """A note when the file's header says a newer SQLite file format than this library reads."""
+    with path.open("rb") as handle:
+        header = handle.read(20)
+    if len(header) == 20 and max(header[18], header[19]) > 2:
+        return f" (its header asks for SQLite file format {max(header[18], header[19])})"
+    return ""
 
 
 def require_sound(backup: dict[str, Any]) -> None:
