@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from runbook.chain import previous_link, sha256_of
 from runbook.target import PROJECT_ROOT, mask_text
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
@@ -86,7 +88,8 @@ def git_commit() -> str | None:
 
 
 def export_html(notebook: Path, *, report: bool = False) -> Path:
-    """HTML of an executed notebook (lab template, images inline, injected parameters hidden)."""
+    """HTML of an executed notebook (lab template, images inline, injected parameters hidden);
+    `report` also hides the code, for reviewers (the .ipynb keeps everything)."""
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
@@ -102,10 +105,15 @@ def export_html(notebook: Path, *, report: bool = False) -> Path:
 
 
 def execute_step(
-    step: str, run_dir: Path, parameters: dict[str, Any], secrets: tuple[str, ...] = ()
+    step: str,
+    run_dir: Path,
+    parameters: dict[str, Any],
+    secrets: tuple[str, ...] = (),
+    *,
+    report: bool = False,
 ) -> dict[str, Any]:
-    """Run one notebook with papermill into the run folder and export it; never raises for a
-    failing notebook, the outcome says what failed."""
+    """Run one notebook with papermill into the run folder and export it (`report`: code hidden
+    in the HTML); never raises for a failing notebook, the outcome says what failed."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -115,6 +123,7 @@ def execute_step(
     started = datetime.now(UTC)
     clock = time.perf_counter()
     record: dict[str, Any] = {"step": step, "notebook": output.name}
+    os.environ["RUNBOOK_PROGRESS"] = "text"  # the kernel prints progress lines, no widgets
     try:
         papermill.execute_notebook(
             str(NOTEBOOKS / NOTEBOOK_FILES[step]),
@@ -136,7 +145,7 @@ def execute_step(
     record["ended_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     record["seconds"] = round(time.perf_counter() - clock, 2)
     if output.exists():
-        record["html"] = export_html(output).name
+        record["html"] = export_html(output, report=report).name
     return record
 
 
@@ -148,11 +157,19 @@ def write_manifest(
     server: str,
     steps: list[dict[str, Any]],
     started_at: str,
+    html_view: str = "full",
 ) -> dict[str, Any]:
     """`manifest.json`: what ran, on what, with which versions, how it ended, and file hashes.
-    Step records of earlier invocations on the same folder are kept (a re-verify adds to them)."""
+    Step records of earlier invocations on the same folder are kept (a re-verify adds to them).
+
+    The manifests of the runs in one runs folder form a chain: each records the sha256 of the
+    manifest of the run before it (`previous_manifest`, fixed when the run is first archived),
+    and a rewritten manifest lists the sha256 of the versions it replaces (`supersedes`), so
+    `runbook audit` can tell a re-run from a replaced file."""
     path = run_dir / "manifest.json"
     earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    supersedes = [*earlier.get("supersedes", []), sha256_of(path)] if earlier else []
+    previous = earlier.get("previous_manifest") if earlier else previous_link(run_dir, started_at)
     merged = {s["step"]: s for s in earlier.get("steps", [])}
     merged.update({s["step"]: s for s in steps})
     ordered = [merged[s] for s in NOTEBOOK_FILES if s in merged]
@@ -178,8 +195,11 @@ def write_manifest(
             if any(s["outcome"] == "failed" for s in ordered)
             else "incomplete"
         ),
+        "html_view": html_view,
         "files": file_hashes(run_dir),
         "invoked_as": mask_text(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]])),
+        "previous_manifest": previous,
+        "supersedes": supersedes,
     }
     path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest

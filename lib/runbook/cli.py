@@ -13,6 +13,7 @@ from runbook.run import new_run_name, runs_root
 from runbook.session import STEPS
 from runbook.target import (
     Target,
+    check_ready,
     create_database,
     drop_database,
     embedded_target,
@@ -27,6 +28,7 @@ from runbook.target import (
 DEMO_SCALE = 0.02
 DEMO_DATABASE = "coldchain_demo"
 DEMO_URL_ENV = "RUNBOOK_DEMO_DATABASE_URL"
+REPORT_HELP = "hide code in the HTML exports (reviewer's view); the .ipynb keeps everything"
 
 
 def _parse_steps(text: str) -> list[str]:
@@ -54,9 +56,11 @@ def run_steps(
     steps: list[str],
     env_var: str = "DATABASE_URL",
     on_bad_rows: str = "stop",
+    report: bool = False,
 ) -> int:
-    """Execute the chosen steps into a run folder, write the manifest, print a summary; the exit
-    status is 0 only when every step passed."""
+    """Execute the chosen steps into a run folder, write the manifest and the runs index, print a
+    summary; the exit status is 0 only when every step passed. `report` hides the code in the
+    HTML exports (a reviewer's view; the .ipynb keeps everything)."""
     from runbook.archive import execute_step, write_manifest
 
     _load_dotenv(env_var)
@@ -64,7 +68,7 @@ def run_steps(
     if target.kind == "embedded":  # let the kernels find the same server and database
         os.environ.setdefault("RUNBOOK_EMBEDDED_DATABASE", target.database)
     secrets = (target.password or "",)
-    server = server_version(target)  # fails here, before step 01, when the target is wrong
+    server = check_ready(target)  # fails here, before step 01, when the target is wrong
     if "backup" in steps:
         from runbook.source import check_file
 
@@ -82,7 +86,7 @@ def run_steps(
     print(f"Target:     {target.display} ({server})")
     records = []
     for step in steps:
-        record = execute_step(step, run_dir, parameters, secrets)
+        record = execute_step(step, run_dir, parameters, secrets, report=report)
         records.append(record)
         print(f"  {step:<9} {record['outcome']:<7} {record['seconds']:>8.1f} s")
         if record["outcome"] != "passed":
@@ -95,7 +99,9 @@ def run_steps(
         server=server,
         steps=records,
         started_at=started,
+        html_view="report" if report else "full",
     )
+    _update_index(run_dir)
     failed = [r for r in records if r["outcome"] != "passed"]
     if failed:
         print(f"FAILED at step {failed[0]['step']}; the notebooks in {run_dir} show where.")
@@ -105,7 +111,26 @@ def run_steps(
     return 0
 
 
-def demo(scale: float, seed: int) -> int:
+def _update_index(run_dir: Path) -> None:
+    """Refresh `index.html` of the runs folder (the run folder's parent) when it is the project's
+    runs folder or already has an index; a run elsewhere leaves its parent alone."""
+    from runbook.index import INDEX, write_index
+
+    root = run_dir.resolve().parent
+    if root == runs_root().resolve() or (root / INDEX).exists():
+        print(f"Index:      {write_index(root)}")
+
+
+def audit_run(run_dir: Path) -> int:
+    """Re-hash a run and its chain; 0 when nothing changed, 1 naming what did."""
+    from runbook.audit import audit, report
+
+    result = audit(run_dir)
+    print(report(result, run_dir))
+    return 0 if result.passed else 1
+
+
+def demo(scale: float, seed: int, report: bool = False) -> int:
     """Sample database into `data/`, a fresh database on the embedded server, all four steps."""
     from coldchain.sample import generate
 
@@ -120,7 +145,7 @@ def demo(scale: float, seed: int) -> int:
     drop_database(admin, DEMO_DATABASE)
     create_database(admin, DEMO_DATABASE)
     os.environ[DEMO_URL_ENV] = server.with_database(DEMO_DATABASE).url
-    return run_steps(sample, None, list(STEPS), env_var=DEMO_URL_ENV)
+    return run_steps(sample, None, list(STEPS), env_var=DEMO_URL_ENV, report=report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,10 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="environment variable holding the target URL (never pass the URL itself)",
     )
     run.add_argument("--on-bad-rows", default="stop", choices=["stop"])
+    run.add_argument("--report", action="store_true", help=REPORT_HELP)
 
     demo_cmd = sub.add_parser("demo", help="sample + embedded PostgreSQL + all four steps")
     demo_cmd.add_argument("--scale", type=float, default=DEMO_SCALE)
     demo_cmd.add_argument("--seed", type=int, default=42)
+    demo_cmd.add_argument("--report", action="store_true", help=REPORT_HELP)
+
+    audit = sub.add_parser(
+        "audit", help="re-hash a run's files and the chain of manifests back to the first run"
+    )
+    audit.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+
+    index = sub.add_parser("index", help="rewrite index.html of a runs folder")
+    index.add_argument("runs", type=Path, nargs="?", help="runs folder (default runs/)")
 
     server = sub.add_parser("server", help="the embedded PostgreSQL under .runbook/")
     server.add_argument("action", choices=["start", "stop", "status"])
@@ -176,9 +211,17 @@ def main(argv: list[str] | None = None) -> int:
                 _parse_steps(args.steps),
                 args.database_url_env,
                 args.on_bad_rows,
+                args.report,
             )
         if args.command == "demo":
-            return demo(args.scale, args.seed)
+            return demo(args.scale, args.seed, args.report)
+        if args.command == "audit":
+            return audit_run(args.run_dir)
+        if args.command == "index":
+            from runbook.index import write_index
+
+            print(write_index(args.runs or runs_root()))
+            return 0
         if args.action == "stop":
             print("stopped" if stop_embedded() else "not running")
         else:

@@ -1,0 +1,179 @@
+"""The archive as an audit record: runs chained by manifest hashes, `runbook audit` naming the
+file that changed, runs/index.html listing every run, and the reviewer's HTML view."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coldchain.sample import generate
+from runbook.reference import admin_target, fresh_database
+
+pytestmark = pytest.mark.e2e
+SCALE = 0.002
+
+
+def runbook(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "runbook.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Three runs archived in one runs folder: a full run with code hidden in its HTML (the
+    reviewer's view), then two backup-only runs; the runs form a chain of three manifests."""
+    base = tmp_path_factory.mktemp("archive")
+    sample = base / "dispatch.db"
+    generate(sample, scale=SCALE, seed=11)
+    root = base / "runs"
+    with fresh_database() as target:
+        env = {"DATABASE_URL": target.url, "RUNBOOK_RUNS": str(root)}
+        first = runbook("run", str(sample), "--report", env=env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        for name in ("20991231T000001Z-bbbbbb", "20991231T000002Z-cccccc"):
+            done = runbook(
+                "run", str(sample), "--run-dir", str(root / name), "--steps", "backup", env=env
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+    runs = sorted(p for p in root.iterdir() if p.is_dir())
+    assert len(runs) == 3
+    return {"root": root, "runs": runs, "sample": sample}
+
+
+@pytest.fixture
+def copy(archive: dict, tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A private copy of the archive that a test may tamper with."""
+    root = tmp_path / "runs"
+    shutil.copytree(archive["root"], root)
+    return root, [root / p.name for p in archive["runs"]]
+
+
+def audit(run_dir: Path) -> subprocess.CompletedProcess:
+    return runbook("audit", str(run_dir), env={})
+
+
+def test_manifests_form_a_chain(archive: dict) -> None:
+    first, middle, last = archive["runs"]
+    manifests = [json.loads((p / "manifest.json").read_text()) for p in archive["runs"]]
+    assert manifests[0]["previous_manifest"] is None
+    assert manifests[1]["previous_manifest"]["run"] == first.name
+    assert manifests[2]["previous_manifest"]["run"] == middle.name
+    from runbook.chain import sha256_of
+
+    assert manifests[2]["previous_manifest"]["sha256"] == sha256_of(middle / "manifest.json")
+
+
+def test_audit_passes_on_an_untouched_archive(archive: dict) -> None:
+    done = audit(archive["runs"][-1])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS" in done.stdout
+    for run in archive["runs"]:
+        assert f"{run.name}: " in done.stdout
+    assert f"{archive['runs'][0].name}: first run of the chain" in done.stdout
+
+
+def test_one_byte_changed_in_an_archived_notebook_fails_naming_the_file(copy) -> None:
+    root, (first, _, last) = copy
+    notebook = first / "04_verify.ipynb"
+    data = bytearray(notebook.read_bytes())
+    at = data.index(b"PASS")
+    data[at] = ord("F")  # one byte
+    notebook.write_bytes(bytes(data))
+    done = audit(last)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"CHANGED {first.name}/04_verify.ipynb" in done.stdout
+    assert done.stdout.count("CHANGED") == 1
+    assert "FAIL" in done.stdout
+
+
+def test_a_replaced_manifest_in_the_middle_of_the_chain_fails_naming_it(copy) -> None:
+    root, (first, middle, last) = copy
+    # a careful forger: the replacement manifest is self-consistent (its file hashes match)
+    path = middle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["outcome"] = "passed"
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    done = audit(last)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"REPLACED {middle.name}/manifest.json: {last.name} recorded sha256" in done.stdout
+    assert "CHANGED" not in done.stdout
+    assert audit(middle).returncode == 0  # alone, the replaced run looks fine: the chain caught it
+
+
+def test_added_and_removed_files_are_named(copy) -> None:
+    root, (first, middle, last) = copy
+    (middle / "backup.json").unlink()
+    (first / "notes.txt").write_text("added later")
+    done = audit(last)
+    assert done.returncode == 1
+    assert f"MISSING {middle.name}/backup.json" in done.stdout
+    assert f"ADDED {first.name}/notes.txt" in done.stdout
+
+
+def test_a_removed_run_breaks_the_chain(copy) -> None:
+    root, (first, middle, last) = copy
+    shutil.rmtree(middle)
+    done = audit(last)
+    assert done.returncode == 1
+    assert f"MISSING {middle.name}/manifest.json: recorded by {last.name}" in done.stdout
+
+
+def test_re_running_steps_of_an_earlier_run_is_not_tampering(copy, archive: dict) -> None:
+    root, (first, middle, last) = copy
+    again = runbook(
+        "run",
+        str(archive["sample"]),
+        "--run-dir",
+        str(middle),
+        "--steps",
+        "backup",
+        env={"DATABASE_URL": admin_target().url},
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    manifest = json.loads((middle / "manifest.json").read_text())
+    assert len(manifest["supersedes"]) == 1
+    done = audit(last)
+    assert done.returncode == 0, done.stdout
+    assert f"{middle.name}: steps were re-run after {last.name} was archived" in done.stdout
+
+
+def test_audit_of_a_folder_without_manifest_says_what_to_pass(tmp_path: Path) -> None:
+    done = audit(tmp_path)
+    assert done.returncode == 2
+    assert "holds no readable manifest.json" in done.stderr
+
+
+def test_index_lists_every_run_with_links_and_a_masked_target(archive: dict) -> None:
+    index = (archive["root"] / "index.html").read_text()
+    for run in archive["runs"]:
+        assert f'href="{run.name}/manifest.json"' in index
+    first = archive["runs"][0]
+    for name in ("01_backup", "02_schema", "03_transfer", "04_verify"):
+        assert f'href="{first.name}/{name}.html"' in index
+        assert (first / f"{name}.html").is_file()
+    assert index.count(">PASS<") == 1 and index.count(">incomplete<") == 2
+    assert "dispatch.db" in index
+
+
+def test_html_hides_injected_parameters_and_report_view_hides_code(archive: dict) -> None:
+    first, middle, _ = archive["runs"]
+    assert json.loads((first / "manifest.json").read_text())["html_view"] == "report"
+    notebook = (first / "01_backup.ipynb").read_text()
+    assert "injected-parameters" in notebook and str(first.resolve()) in notebook
+    report = (first / "01_backup.html").read_text()
+    full = (middle / "01_backup.html").read_text()
+    assert str(first.resolve()) not in report and str(middle.resolve()) not in full
+    assert "highlight hl-ipython3" not in report  # no code cell shows its source
+    assert "highlight hl-ipython3" in full
+    assert "PASS" in report  # the outputs stay
