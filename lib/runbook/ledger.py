@@ -70,7 +70,11 @@ def claimed(conn: psycopg.Connection) -> dict[str, Any] | None:
 
 
 def require_ours_or_empty(
-    target: Target, tables: list[str], backup_sha256: str, allowed: tuple[str, ...] = ()
+    target: Target,
+    tables: list[str],
+    backup_sha256: str,
+    allowed: tuple[str, ...] = (),
+    keep_foreign: bool = False,
 ) -> dict[str, Any] | None:
     """Refuse a target that holds tables or rows this migration did not put there, listing
     what is there; return the earlier load of the same backup when the target holds one (so
@@ -88,7 +92,9 @@ def require_ours_or_empty(
             "application's tables first (after a backup of the target)",
         )
     foreign = {
-        name: rows for name, rows in present.items() if name not in tables and name not in allowed
+        name: rows
+        for name, rows in present.items()
+        if name not in tables and name not in allowed and not keep_foreign
     }
     filled = {name: rows for name, rows in present.items() if name in tables and rows}
     problems = [f"{name} ({rows} rows, not part of this schema)" for name, rows in foreign.items()]

@@ -229,11 +229,12 @@ def prepare(
     target: Target,
     column_rules: dict[str, list[str]] | None = None,
     mode: str = "alembic",
+    replace_target: bool = False,
 ) -> dict[str, Any]:
     """Create the schema (the application's Alembic migrations, or one reflected from the
     SQLite file), map the columns, scan the backup for misfits, and record all three in
     `schema.json` (tied to the backup's sha256, so the transfer need not scan again)."""
-    from runbook import ledger, reflect
+    from runbook import ledger, reflect, replace
     from runbook.preflight import scan
 
     if mode not in SCHEMA_MODES:
@@ -241,10 +242,14 @@ def prepare(
     backup = run.read("backup")
     reflected = reflect.plan(str(run.backup_path)) if mode == "reflect" else None
     tables = [t["target"] for t in reflected["tables"]] if reflected else application_tables()
+    replaced = None
+    if replace_target:  # step 01 saved the target; only this migration's tables go
+        saved = replace.require_saved(run)
+        replaced = {"saved": saved, "dropped": replace.drop_application_tables(target, tables)}
     if mode == "alembic":
         require_known_revision(target)
     earlier = ledger.require_ours_or_empty(
-        target, tables, backup["sha256"], allowed=("alembic_version",)
+        target, tables, backup["sha256"], allowed=("alembic_version",), keep_foreign=replace_target
     )
     ledger.claim(target, backup["sha256"], backup["source_name"], mode, tables)
     if reflected and not earlier:
@@ -256,6 +261,7 @@ def prepare(
     result = {
         "backup_sha256": backup["sha256"],
         "mode": mode,
+        "replaced": replaced,
         "reflected": reflected,
         "migration": migration,
         "columns": describe(plans),
