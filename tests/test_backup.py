@@ -141,3 +141,49 @@ def test_a_damaged_or_newer_file_is_a_clear_error(tmp_path: Path, how: str, mess
 def test_a_corrupt_copy_stops_the_run() -> None:
     with pytest.raises(RunbookError, match="integrity_check failed"):
         require_sound({"integrity_check": ["*** in database main ***", "Page 3: btree error"]})
+
+
+LOCK_HOLDER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+db.execute("INSERT INTO t (v) VALUES ('written under the lock')")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+"""
+
+
+@pytest.mark.parametrize(
+    ("hold", "wait", "outcome"), [(2.0, 20.0, "copied"), (30.0, 1.0, "refused")]
+)
+def test_a_long_held_write_lock_is_waited_for_within_a_bound(
+    tmp_path: Path, hold: float, wait: float, outcome: str
+) -> None:
+    import time
+
+    source = tmp_path / "locked.db"
+    with sqlite3.connect(source) as lite:
+        lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        lite.execute("INSERT INTO t (v) VALUES ('before')")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(source), str(hold)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        run = RunFolder(tmp_path / "run")
+        run.path.mkdir()
+        started = time.monotonic()
+        if outcome == "copied":
+            result = snapshot(source, run, wait_seconds=wait)
+            assert result["row_counts"] == {"t": 2}  # the writer's commit, whole
+        else:
+            with pytest.raises(RunbookError, match="stayed locked by another process"):
+                snapshot(source, run, wait_seconds=wait)
+            assert time.monotonic() - started < wait + 10
+            assert not run.backup_path.exists()
+    finally:
+        holder.kill()
+        holder.wait()

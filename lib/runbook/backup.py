@@ -22,7 +22,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def snapshot(source: str | Path, run: RunFolder) -> dict[str, Any]:
+def snapshot(source: str | Path, run: RunFolder, wait_seconds: float = 60.0) -> dict[str, Any]:
     """Copy the source with SQLite's online backup API (sees committed `-wal` content, unlike
     `cp`), then check the copy and record its hash, counts and sizes in `backup.json`."""
     source_path = sqlite_source.check_file(source)
@@ -30,21 +30,33 @@ def snapshot(source: str | Path, run: RunFolder) -> dict[str, Any]:
     if target.exists():
         target.unlink()
     started = datetime.now(UTC)
-    src = sqlite_source.open_readonly(source_path)
+    src = sqlite_source.open_readonly(source_path, wait_seconds)
     try:
+        # take the read lock first: this is where a writer's lock is waited for, bounded by
+        # the busy timeout (the backup API itself would retry forever)
+        src.execute("BEGIN")
+        src.execute("SELECT count(*) FROM sqlite_master").fetchone()
         dst = sqlite3.connect(target)
         try:
-            src.backup(dst, pages=4096)
+            # one step: the whole copy under one read transaction, a consistent snapshot even
+            # while the application writes (in WAL mode it is not even blocked meanwhile)
+            src.backup(dst, pages=-1)
             dst.execute("PRAGMA journal_mode = DELETE")
         finally:
             dst.close()
+    except sqlite3.OperationalError as exc:
+        target.unlink(missing_ok=True)
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise _unreadable(source_path, exc) from None
+        raise RunbookError(
+            f"the source {source_path.name} stayed locked by another process (the application "
+            f"writing?) for more than {wait_seconds:g} s; nothing was copied",
+            fix="stop the application, or run again when it is idle (a WAL-mode database can be "
+            "copied while it runs)",
+        ) from None
     except sqlite3.DatabaseError as exc:
         target.unlink(missing_ok=True)
-        raise RunbookError(
-            f"the source {source_path.name} could not be copied: {exc}{_newer_format(source_path)}",
-            fix="check that the file is a complete, readable SQLite database written by the "
-            f"application (this runbook reads SQLite {sqlite3.sqlite_version} files)",
-        ) from None
+        raise _unreadable(source_path, exc) from None
     finally:
         src.close()
     target.chmod(0o444)  # the snapshot is evidence: never modified after this point
@@ -84,6 +96,14 @@ def snapshot(source: str | Path, run: RunFolder) -> dict[str, Any]:
         )
     run.write("backup", result)
     return result
+
+
+def _unreadable(path: Path, exc: Exception) -> RunbookError:
+    return RunbookError(
+        f"the source {path.name} could not be copied: {exc}{_newer_format(path)}",
+        fix="check that the file is a complete, readable SQLite database written by the "
+        f"application (this runbook reads SQLite {sqlite3.sqlite_version} files)",
+    )
 
 
 def _newer_format(path: Path) -> str:

@@ -72,11 +72,12 @@ def check_file(path: str | Path) -> Path:
     return path
 
 
-def open_readonly(path: str | Path) -> sqlite3.Connection:
-    """Open a SQLite file read-only: the runbook never writes to, checkpoints or locks a source."""
+def open_readonly(path: str | Path, wait_seconds: float = 5.0) -> sqlite3.Connection:
+    """Open a SQLite file read-only: the runbook never writes to, checkpoints or locks a source
+    beyond the shared lock of a read; a writer's lock is waited for up to `wait_seconds`."""
     path = check_file(path)
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=wait_seconds)
     conn.execute("PRAGMA query_only = 1")
     conn.text_factory = decode_text
     register_functions(conn)
