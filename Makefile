@@ -23,12 +23,19 @@ test: $(STAMP)
 	$(BIN)/ruff format --check lib tests scripts
 	$(BIN)/python -m pytest
 
+# JupyterLab on 127.0.0.1 (the URL with its token is printed), notebooks/ open, and the python3
+# kernel running .venv's interpreter; 01_backup's default source is data/sample.db, made here once.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks
+	@test -f data/sample.db || $(BIN)/runbook sample data/sample.db --scale 0.02
+	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 \
+		--ServerApp.root_dir=notebooks
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# Regenerates the committed notebooks headlessly (papermill, fixed sample, fresh target) and strips
+# volatile metadata (as nbstripout --keep-output --keep-count --keep-id would); tests/
+# test_notebooks.py fails when a committed notebook was not produced this way.
 notebooks: $(STAMP)
 	$(BIN)/python scripts/regenerate_notebooks.py
 

@@ -4,6 +4,7 @@ papermill on the fixed reference sample, and strip volatile metadata, so the com
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -39,8 +40,12 @@ unlike `cp`, includes committed transactions still in the `-wal` file), records 
 **sha256**, and runs `PRAGMA integrity_check` and `PRAGMA foreign_key_check` on it. Steps 02–04
 read this copy, never the live file, so everything later speaks of the same bytes.
 
-**Check before going on:** integrity is `ok`, the row counts look like production, and the
-foreign-key problems are zero (or understood).""",
+The first code cell says which run folder this session works in: a new one under `runs/`
+(steps 02–04 continue the most recent unfinished run), or the one named by the `run_dir`
+parameter or `RUNBOOK_RUN_DIR`.
+
+**Check before going on:** integrity is `ok`, the row counts and the largest clients look like
+production, the foreign-key problems are zero (or understood), and the last line says PASS.""",
             [],
         ),
         ("code", PARAMETERS, ["parameters"]),
@@ -57,6 +62,7 @@ foreign-key problems are zero (or understood).""",
         ),
         ("code", "backup.require_sound(result)\nshow.backup_tables(result)", []),
         ("code", "show.table_sizes_chart(result)", []),
+        ("code", "show.client_orders_chart(step.run.backup_path)", []),
         ("code", "session.verdict(step, backup.summary(result))", []),
     ],
     "02_schema": [
@@ -70,7 +76,9 @@ and scans the backup from step 01 for every value that would not fit (**prefligh
 single row is written.
 
 **Check before going on:** the migration reached the head revision, every column has a rule you
-agree with, and the preflight found no misfits (or you chose how to handle them).""",
+agree with (the column map shows the first rows; `schema.json` in the run folder has them all),
+the preflight chart shows no misfits (or you chose how to handle them), and the last line says
+PASS.""",
             [],
         ),
         (
@@ -91,7 +99,9 @@ agree with, and the preflight found no misfits (or you chose how to handle them)
             [],
         ),
         ("code", "show.conversion_rules(result)", []),
-        ("code", "show.column_map(result)", []),
+        ("code", "show.columns_per_table(result)", []),
+        ("code", "show.summarize(show.column_map(result))", []),
+        ("code", "show.misfits_chart(result)", []),
         ("code", "show.preflight_summary(result)", []),
         (
             "code",
@@ -111,7 +121,8 @@ Foreign keys are dropped for the load (the `drivers` ↔ `vehicles` cycle needs 
 next insert gets a fresh id. Nothing is written when step 02 found misfits.
 
 **Check before going on:** every table shows the row count of step 01, all foreign keys are
-valid, and every sequence is above its table's largest id.""",
+valid, every sequence is above its table's largest id, and the last line says PASS. The charts
+show the rows/s of each table's COPY and the load over time.""",
             [],
         ),
         ("code", PARAMETERS + '\non_bad_rows = "stop"', ["parameters"]),
@@ -125,6 +136,7 @@ valid, and every sequence is above its table's largest id.""",
         ("code", "show.transfer_tables(result)", []),
         ("code", "show.transfer_timings(result)", IGNORE),
         ("code", "show.throughput_chart(result)", IGNORE),
+        ("code", "show.throughput_over_time_chart(result)", IGNORE),
         ("code", "show.sequences(result)", []),
         ("code", "session.verdict(step, transfer.summary(result))", []),
     ],
@@ -139,7 +151,8 @@ differ are shown side by side with their primary keys. Foreign keys, sequences a
 application's own queries are checked too. The last cell raises on **FAIL**, so papermill and CI
 fail with it.
 
-**Check before switching the application over:** the verdict is PASS.""",
+**Check before switching the application over:** every bar in the chart is green (its checksum
+matches), no rows differ, every check passed, and the verdict on the last line is PASS.""",
             [],
         ),
         ("code", PARAMETERS, ["parameters"]),
@@ -152,7 +165,7 @@ fail with it.
         ("code", "result = verify.verify(step.run, step.target)\nshow.verify_tables(result)", []),
         ("code", "show.verify_chart(result)", []),
         ("code", "show.differences(result)", []),
-        ("code", "show.checks(result)", []),
+        ("code", "show.checks_summary(result)", []),
         ("code", "session.verdict(step, verify.raise_on_fail(result))", []),
     ],
 }
@@ -176,19 +189,28 @@ def build(name: str) -> nbformat.NotebookNode:
     return nb
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Drop volatile metadata (papermill timings, widget state); keep outputs, counts, ids, tags."""
+    """What `nbstripout --keep-output --keep-count --keep-id --extra-keys "metadata.papermill
+    cell.metadata.papermill cell.metadata.execution"` does, plus: widget state is dropped, and
+    so are widget views that would point at it (their text fallback stays). Outputs, execution
+    counts, cell ids and tags are kept: they are nbval's reference."""
     nb.metadata.pop("papermill", None)
     nb.metadata.pop("widgets", None)
     nb.metadata["language_info"] = {"name": "python"}
     for cell in nb.cells:
         for key in ("papermill", "execution", "collapsed", "scrolled"):
             cell.metadata.pop(key, None)
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
     return nb
 
 
 def regenerate(names: list[str]) -> None:
     """Execute every notebook in order on one reference run, writing them into notebooks/."""
+    os.environ["RUNBOOK_PROGRESS"] = "text"  # plain progress lines, as under `runbook run`
     with reference_environment():
         for name in names:
             path = NOTEBOOKS / f"{name}.ipynb"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ class RunFolder:
     """One run of the runbook: `runs/<UTC time>-<short id>/` with each step's results."""
 
     path: Path
+    why: str = field(default="", compare=False)  # how this folder was chosen, said in notebooks
 
     @property
     def name(self) -> str:
@@ -76,8 +77,11 @@ def runs_root() -> Path:
 
 def open_run(run_dir: str = "", *, create: bool = False) -> RunFolder:
     """The run folder a notebook works in: the parameter, else RUNBOOK_RUN_DIR, else the most
-    recent unfinished run (no verify result yet), else a new one when `create` is set."""
+    recent unfinished run of an interactive session (no verify result yet, and not archived by
+    the `runbook` command: an archived run is an audit record, never written into by hand), else
+    a new one when `create` is set. `why` says which of these it was."""
     chosen = run_dir or os.environ.get("RUNBOOK_RUN_DIR", "")
+    why = "the run_dir parameter" if run_dir else "from RUNBOOK_RUN_DIR"
     if chosen:
         path = Path(chosen)
         if not path.is_dir():
@@ -87,21 +91,29 @@ def open_run(run_dir: str = "", *, create: bool = False) -> RunFolder:
                     fix="run 01_backup first, or pass the run folder of an earlier step",
                 )
             path.mkdir(parents=True)
-        return RunFolder(path)
+        return RunFolder(path, why)
     root = runs_root()
     unfinished = sorted(
-        (p for p in root.glob("*/") if p.is_dir() and not (p / STEP_RESULTS["verify"]).exists()),
+        (
+            p
+            for p in root.glob("*/")
+            if p.is_dir()
+            and not (p / STEP_RESULTS["verify"]).exists()
+            and not (p / "manifest.json").exists()
+        ),
         reverse=True,
     )
     if unfinished and not (create and (unfinished[0] / STEP_RESULTS["backup"]).exists()):
-        return RunFolder(unfinished[0])
+        return RunFolder(
+            unfinished[0], "the most recent unfinished run; set run_dir to choose another"
+        )
     if not create:
         raise RunbookError(
             f"no unfinished run under {root.name}/", fix="run 01_backup first to start a run"
         )
     path = root / new_run_name()
     path.mkdir(parents=True)
-    return RunFolder(path)
+    return RunFolder(path, f"a new run under {root.name}/; steps 02-04 will continue it")
 
 
 def default_source(source_db: str = "") -> Path:

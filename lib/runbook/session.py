@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runbook.run import RunFolder, default_source, open_run
-from runbook.target import Target, resolve_target, server_version
+from runbook.target import Target, check_ready, resolve_target
 
 STEPS = ("backup", "schema", "transfer", "verify")
 
@@ -35,9 +35,9 @@ def begin(
     run = open_run(run_dir, create=step == STEPS[0])
     source = default_source(source_db)
     target = resolve_target(target_url, database_url_env)
-    server = server_version(target)
+    server = check_ready(target)
     print(f"Step:       {STEPS.index(step) + 1:02d}_{step}")
-    print(f"Run folder: {run.name}")
+    print(f"Run folder: {run.name} ({run.why})" if run.why else f"Run folder: {run.name}")
     print(f"Source:     {source.name}")
     print(f"Target:     {target.display} ({server})")
     return Step(step, run, source, target, server)

@@ -1,0 +1,111 @@
+"""The committed notebooks were produced by `make notebooks` (scripts/regenerate_notebooks.py):
+cells as the script builds them, executed top to bottom, volatile metadata stripped, no machine
+paths or secrets; and each one reads as a runbook step (introduction, verdict, charts)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "regenerate_notebooks", REPO / "scripts" / "regenerate_notebooks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SCRIPT = _script()
+NAMES = list(SCRIPT.CELLS)
+HOW = "regenerate with `make notebooks` (scripts/regenerate_notebooks.py)"
+
+
+def committed(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+
+
+def test_every_notebook_in_the_folder_is_built_by_the_script() -> None:
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(NAMES), HOW
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cells_are_the_scripts(name: str) -> None:
+    nb, built = committed(name), SCRIPT.build(name)
+    assert [(c.cell_type, c.id, c.source, c.metadata.get("tags", [])) for c in nb.cells] == [
+        (c.cell_type, c.id, c.source, c.metadata.get("tags", [])) for c in built.cells
+    ], f"{name}: cells differ from the script's; {HOW}"
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_executed_in_order_and_stripped(name: str) -> None:
+    nb = committed(name)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), (
+        f"{name}: not executed top to bottom by papermill; {HOW}"
+    )
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"], name
+    text = (NOTEBOOKS / f"{name}.ipynb").read_text(encoding="utf-8")
+    stripped = nbformat.writes(SCRIPT.strip(nbformat.reads(text, as_version=4))) + "\n"
+    assert text == stripped, f"{name}: volatile metadata left in; {HOW}"
+    assert "papermill" not in nb.metadata and "widgets" not in nb.metadata
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_machine_paths_or_passwords(name: str) -> None:
+    text = (NOTEBOOKS / f"{name}.ipynb").read_text(encoding="utf-8")
+    assert not re.search(r"(/tmp/|/home/|/root/|/work/|[A-Z]:\\\\)", text), name
+    assert not re.search(r"postgres(ql)?://[^:/@\s]*:[^@*\s]+@", text), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reads_as_a_runbook_step(name: str) -> None:
+    nb = committed(name)
+    intro = nb.cells[0]
+    assert intro.cell_type == "markdown" and "Check before" in intro.source
+    last = nb.cells[-1]
+    verdict = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
+    assert re.fullmatch(rf"{name}: PASS\. [^\n]+\n", verdict), verdict
+    charts = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert charts, f"{name} has no chart"
+
+
+def test_hangul_is_romanized_where_no_cjk_font_is_installed(monkeypatch) -> None:
+    from runbook import presentation
+
+    assert presentation.romanize("서울식품(주) A동") == "Seoulsikpum(Ju) ADong"
+    monkeypatch.setattr(presentation, "cjk_font", lambda: None)
+    assert presentation.label("한빛냉장 3") == "Hanbitnaengjang 3"
+    assert presentation.label("東京 cold") == "cold"  # other CJK left out, never a tofu box
+    assert presentation.label("orders") == "orders"
+    assert presentation.label("한빛", font="NanumGothic") == "한빛"
+
+
+@pytest.mark.parametrize("cjk", [False, True])
+def test_charts_with_korean_client_names_render_without_missing_glyphs(
+    cjk: bool, tmp_path: Path, monkeypatch
+) -> None:
+    import warnings
+
+    from coldchain.sample import generate
+    from runbook import presentation
+
+    if cjk and presentation.cjk_font() is None:
+        pytest.skip("no font with Hangul is installed (Debian: fonts-nanum or fonts-noto-cjk)")
+    if not cjk:
+        monkeypatch.setattr(presentation, "cjk_font", lambda: None)
+    sample = tmp_path / "sample.db"
+    generate(sample, scale=0.001, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph … missing from font(s)"
+        chart = presentation.client_orders_chart(sample)
+    assert chart.data.startswith(b"\x89PNG")
