@@ -28,7 +28,7 @@ test: $(STAMP)
 lab: $(STAMP)
 	@test -f data/sample.db || $(BIN)/runbook sample data/sample.db --scale 0.02
 	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 \
-		--ServerApp.root_dir=notebooks
+		--ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
