@@ -1,34 +1,54 @@
 """Step 04: source and target hold the same data, proven by content checksums, not just counts.
 
-Each row's values are mapped to the canonical text of their conversion (the same function for
-the SQLite and the PostgreSQL value), hashed, and the hashes summed per primary-key segment, an
-order-independent checksum. A segment whose sums differ is compared row by row, so every
-difference is named by table and primary key.
+Every value is mapped to one canonical form on both engines, each row's canonical form is hashed
+(64 bits of md5), and the hashes are summed per primary-key segment: an order-independent
+checksum. A segment whose sums differ is compared row by row in Python with the conversion
+table's canonical functions, so every difference is named by table and primary key.
+
+Where the work is done (measured; the slow part used to be canonicalizing in Python):
+
+- Each engine builds the canonical text of a row in SQL, in C: integers as decimal text,
+  booleans as t/f, timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff', dates, times, text with its
+  length in front (so no separator is ambiguous), NULL as its own marker. Doubles are compared
+  bit for bit: PostgreSQL's `float8send` and the source value packed as an IEEE double.
+- PostgreSQL hashes and sums the rows itself (one aggregate query per table); on the SQLite
+  side Python only hashes the text SQLite built. Columns whose canonical form needs Python
+  (JSON, numeric, columns with operator rules) put their table in row mode: both engines' rows
+  are hashed in Python, with the same formula.
+- Both engines are read at the same time, tables in parallel on `workers` threads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import struct
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from runbook import source as sqlite_source
+from runbook.conversions import conversion_for
 from runbook.errors import RunbookError
 from runbook.run import RunFolder
-from runbook.schema import ColumnPlan, by_table, plans_from
+from runbook.schema import ColumnPlan, by_table, plans_from, target_type
 from runbook.source import quote_ident
 from runbook.target import Target, connect
+from runbook.transfer import default_workers, row_filter
 
 SEGMENT = 10_000  # primary-key values per checksum segment
 MASK = (1 << 64) - 1
 MAX_DIFFERENCES = 50  # per table, shown and stored
+FETCH_ROWS = 5_000
 
 
 def row_hash(canonical: list[str | None]) -> int:
-    """64-bit hash of one row's canonical values (NULL distinct from '', unambiguous joins)."""
+    """64-bit hash of one row's canonical values (NULL distinct from '', unambiguous joins);
+    used where rows are compared one by one."""
     text = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"))
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
@@ -37,54 +57,334 @@ def _canonical_row(row: tuple, canon: list) -> list[str | None]:
     return [None if value is None else fn(value) for value, fn in zip(row, canon, strict=True)]
 
 
+# --- the canonical row in SQL, the same text on both engines ------------------------------------
+
+
+def _sql_canonical(plan: ColumnPlan) -> tuple[str, str] | None:
+    """(SQLite expression, PostgreSQL expression) giving the same non-NULL text for the same
+    value, or None where the canonical form needs Python (or the value is a double)."""
+    if plan.options or plan.rule is not conversion_for(plan.target_type):
+        return None
+    s, p = quote_ident(plan.column), quote_ident(plan.pg_column)
+    base = target_type(plan).base
+
+    def null(source: str, target: str) -> tuple[str, str]:
+        # a NOT NULL target column holds no NULL (the preflight refused them in the source)
+        if not plan.nullable:
+            return source, target
+        return f"coalesce({source}, 'N')", f"coalesce({target}, 'N')"
+
+    if base in ("smallint", "integer", "bigint"):
+        return null(s, f"{p}::text")
+    if base == "boolean":
+        render = plan.rule.render(s, target_type(plan))
+        return null(render, f"CASE WHEN {p} THEN 't' WHEN NOT {p} THEN 'f' END")
+    if base == "timestamp without time zone":
+        iso = f"replace({s}, 'T', ' ')"
+        return null(
+            f"CASE length({s}) WHEN 26 THEN {iso} WHEN 19 THEN {iso} || '.000000' "
+            f"WHEN 16 THEN {iso} || ':00.000000' ELSE substr({iso} || '000000', 1, 26) END",
+            f"to_char({p}, 'YYYY-MM-DD HH24:MI:SS.US')",
+        )
+    if base == "date":
+        return null(s, f"to_char({p}, 'YYYY-MM-DD')")
+    if base == "time without time zone":
+        return null(
+            f"CASE length({s}) WHEN 15 THEN {s} WHEN 8 THEN {s} || '.000000' "
+            f"WHEN 5 THEN {s} || ':00.000000' ELSE substr({s} || '000000', 1, 15) END",
+            f"to_char({p}::interval, 'HH24:MI:SS.US')",
+        )
+    if base in ("character varying", "text"):
+        return null(f"length({s}) || ':' || {s}", f"length({p}) || ':' || {p}")
+    if base == "bytea":
+        # SQLite's hex(NULL) is '', not NULL
+        return (
+            f"CASE WHEN {s} IS NULL THEN 'N' ELSE lower(hex({s})) END",
+            f"coalesce(encode({p}, 'hex'), 'N')",
+        )
+    if base == "numeric":  # the decimal it denotes, without trailing zeros
+        return null(
+            f"CASE typeof({s}) WHEN 'real' THEN printf('%.15g', {s}) ELSE CAST({s} AS TEXT) END",
+            f"trim_scale({p})::text",
+        )
+    return None
+
+
+def _is_plain(plan: ColumnPlan) -> bool:
+    return not plan.options and plan.rule is conversion_for(plan.target_type)
+
+
+def _numeric_text(number: Decimal) -> str:
+    """PostgreSQL's numeric output: plain notation, the scale kept, no negative zero."""
+    return format(abs(number) if number == 0 else number, "f")
+
+
+_json_string = partial(json.dumps, ensure_ascii=False)
+
+
+def _jsonb_node(node: Any) -> str:
+    if isinstance(node, dict):
+        keys = sorted(node, key=lambda k: (len(k.encode()), k.encode()))  # jsonb's key order
+        return "{" + ", ".join(f"{_json_string(k)}: {_jsonb_node(node[k])}" for k in keys) + "}"
+    if isinstance(node, list):
+        return "[" + ", ".join(_jsonb_node(item) for item in node) + "]"
+    if isinstance(node, str):
+        return _json_string(node)
+    if node is None or isinstance(node, bool):
+        return json.dumps(node)
+    if isinstance(node, Decimal):
+        return _numeric_text(node)
+    return str(node)
+
+
+def jsonb_text(value: Any) -> str:
+    """The text PostgreSQL prints for the jsonb a source JSON value becomes: keys in jsonb's
+    order (shorter first, then bytewise), numbers exactly as numeric prints them, ', ' and ': '
+    between items. Computed in Python for the source, compared with `jsonb::text` of the target."""
+    if isinstance(value, float):
+        return _numeric_text(Decimal(repr(value)))
+    if isinstance(value, int):
+        return str(value)
+    return _jsonb_node(json.loads(value, parse_float=Decimal))
+
+
+def _is_double(plan: ColumnPlan) -> bool:
+    return (
+        not plan.options
+        and plan.rule is conversion_for(plan.target_type)
+        and target_type(plan).base == "double precision"
+    )
+
+
+@dataclass
+class _Shape:
+    """How one table's rows are hashed on both engines."""
+
+    table: str
+    target: str
+    plans: list[ColumnPlan]
+    key: tuple[str, ...]
+    integer_key: bool
+
+    def __post_init__(self) -> None:
+        self.texts = [(p, _sql_canonical(p)) for p in self.plans]
+        self.texts = [(p, pair) for p, pair in self.texts if pair is not None]
+        self.doubles = [p for p in self.plans if _is_double(p)]
+        self.jsonb = [
+            p for p in self.plans if _is_plain(p) and target_type(p).base == "jsonb"
+        ]  # canonical text: Python for the source, the server's own jsonb output for the target
+        covered = {p.column for p, _ in self.texts} | {p.column for p in self.doubles + self.jsonb}
+        self.python = [p for p in self.plans if p.column not in covered]
+        self.pack = struct.Struct(">" + "d" * len(self.doubles)).pack
+        self.canon = {
+            0: [jsonb_text] * len(self.jsonb) + [p.rule.canonical for p in self.python],
+            1: [str] * len(self.jsonb) + [p.rule.canonical for p in self.python],
+        }
+
+    @property
+    def row_mode(self) -> bool:
+        """True when some column's canonical form is computed in Python on both engines, or
+        the table has no integer key to cut it into ordered segments."""
+        return bool(self.python) or not self.integer_key
+
+    def _text(self, side: int) -> str:
+        """The row's canonical text: values joined by '|' (SQLite: printf, its cheapest way)."""
+        parts = [pair[side] for _, pair in self.texts]
+        if side == 0:
+            parts += [f"({quote_ident(p.column)} IS NULL)" for p in self.doubles]
+            if not parts:
+                return "char(10)"
+            groups = [parts[i : i + 100] for i in range(0, len(parts), 100)]  # printf's limit
+            return (
+                " || '|' || ".join(
+                    f"printf('{'|'.join(['%s'] * len(g))}', {', '.join(g)})" for g in groups
+                )
+                + " || char(10)"
+            )
+        parts += [f"({quote_ident(p.pg_column)} IS NULL)::int::text" for p in self.doubles]
+        return (" || '|' || ".join(parts) if parts else "''") + " || E'\\n'"
+
+    def _key(self, side: int) -> str:
+        plan = next(p for p in self.plans if p.column == self.key[0])
+        return quote_ident(plan.column if side == 0 else plan.pg_column)
+
+    def _segment(self, side: int) -> str:
+        return f"{self._key(side)} / {SEGMENT}" if self.integer_key else "0"
+
+    def _order(self, side: int) -> str:
+        return f" ORDER BY {self._key(side)}" if self.integer_key else ""
+
+    def source_sql(self, where: str = "") -> str:
+        doubles = [f"coalesce({quote_ident(p.column)}, 0.0)" for p in self.doubles]
+        python = [quote_ident(p.column) for p in self.jsonb + self.python]
+        columns = ", ".join([self._segment(0), self._text(0), *doubles, *python])
+        return (
+            f"SELECT {columns} FROM {quote_ident(self.table)}"
+            + (f" WHERE {where}" if where else "")
+            + self._order(0)
+        )
+
+    def target_sql(self) -> str:
+        """Row mode: the rows to hash in Python; else per segment its row count and the md5 of
+        its rows' canonical bytes in key order, computed by the server."""
+        if self.row_mode:
+            doubles = [f"coalesce({quote_ident(p.pg_column)}, 0)::float8" for p in self.doubles]
+            python = [f"{quote_ident(p.pg_column)}::text" for p in self.jsonb]
+            python += [p.rule.target_select(quote_ident(p.pg_column)) for p in self.python]
+            columns = ", ".join([self._segment(1), self._text(1), *doubles, *python])
+            return f"SELECT {columns} FROM {quote_ident(self.target)}{self._order(1)}"
+        data = f"convert_to({self._text(1)}, 'UTF8')"
+        for p in self.doubles:
+            data += f" || float8send(coalesce({quote_ident(p.pg_column)}, 0)::float8)"
+        for p in self.jsonb:
+            value = f"{quote_ident(p.pg_column)}::text"
+            data += (
+                f" || convert_to(coalesce('|' || octet_length({value}) || ':' || {value}, '|N'),"
+                " 'UTF8')"
+            )
+        return (
+            f"SELECT {self._segment(1)} AS segment, count(*), "
+            f"md5(string_agg({data}, ''::bytea{self._order(1)})) "
+            f"FROM {quote_ident(self.target)} GROUP BY 1"
+        )
+
+    def row_bytes(self, row: tuple, side: int) -> bytes:
+        """The canonical bytes of one (segment, text, doubles…, python values…) row: the text
+        (values delimited, ended by a newline), the doubles' 8 bytes each, then each value
+        canonicalized in Python, with its length in bytes in front."""
+        text = row[1]
+        data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+        n_doubles = len(self.doubles)
+        if n_doubles:
+            data += self.pack(*row[2 : 2 + n_doubles])
+        for value, fn in zip(row[2 + n_doubles :], self.canon[side], strict=True):
+            if value is None:
+                data += b"|N"
+            else:
+                canonical = fn(value).encode("utf-8", "surrogateescape")
+                data += b"|%d:%s" % (len(canonical), canonical)
+        return data
+
+    def sums(self, rows, side: int) -> dict[int, list[int]]:
+        """Per segment: [rows, 64-bit checksum]. With an integer key the rows arrive in key
+        order and a segment's checksum is the md5 of its rows' bytes in that order; without
+        one, the sum of each row's md5."""
+        segments: dict[int, list[int]] = {}
+        md5 = hashlib.md5
+
+        def row_bytes(row: tuple) -> bytes:
+            return self.row_bytes(row, side)
+
+        if not self.integer_key:
+            for row in rows:
+                entry = segments.setdefault(row[0], [0, 0])
+                entry[0] += 1
+                entry[1] = (entry[1] + _digest64(md5(row_bytes(row)).digest())) & MASK
+            return segments
+        current, parts, count = None, [], 0
+        fast = not self.python and not self.jsonb  # (segment, text bytes, doubles…) rows
+        pack, append = self.pack, None
+        for row in rows:
+            if row[0] != current:
+                if count:
+                    segments[current] = [count, _digest64(md5(b"".join(parts)).digest())]
+                current, parts, count = row[0], [], 0
+                append = parts.append
+            count += 1
+            if fast and type(row[1]) is bytes:
+                append(row[1])
+                if len(row) > 2:
+                    append(pack(*row[2:]))
+            else:
+                append(row_bytes(row))
+        if count:
+            segments[current] = [count, _digest64(md5(b"".join(parts)).digest())]
+        return segments
+
+
+def _digest64(digest: bytes) -> int:
+    return int.from_bytes(digest[:8], "big")
+
+
+def _source_sums(backup: str, shape: _Shape, where: str) -> dict[int, list[int]]:
+    conn = sqlite_source.open_readonly(backup)
+    if not shape.python and not shape.jsonb:
+        conn.text_factory = bytes  # the canonical text SQLite built, hashed as it is
+    elif not any(p.options for p in shape.plans):
+        conn.text_factory = str  # the preflight has refused text that is not UTF-8
+    try:
+        cursor = conn.execute(shape.source_sql(where))
+
+        def rows():
+            while batch := cursor.fetchmany(FETCH_ROWS):
+                yield from batch
+
+        return shape.sums(rows(), 0)
+    finally:
+        conn.close()
+
+
+def _target_sums(target: Target, shape: _Shape) -> dict[int, list[int]]:
+    with connect(target) as conn:
+        if not shape.row_mode:
+            return {
+                segment: [count, _digest64(bytes.fromhex(digest))]
+                for segment, count, digest in conn.execute(shape.target_sql())
+            }
+        with conn.cursor(name="runbook_verify") as cursor:
+            cursor.itersize = FETCH_ROWS
+            cursor.execute(shape.target_sql())
+            return shape.sums(cursor, 1)
+
+
+# --- reading rows one by one, for the segments that differ ---------------------------------------
+
+
 class _Side:
     """How to read one table's rows from one engine, keyed by primary key."""
 
-    def __init__(self, table: str, plans: list[ColumnPlan], key: tuple[str, ...]) -> None:
-        self.table = table
-        self.plans = plans
-        self.key = key
-        self.key_index = [next(i for i, p in enumerate(plans) if p.column == k) for k in key]
-        self.canon = [p.rule.canonical for p in plans]
-        self.integer_key = len(key) == 1
-
-    def segment(self, row: tuple) -> int:
-        return row[self.key_index[0]] // SEGMENT if self.integer_key else 0
+    def __init__(self, shape: _Shape) -> None:
+        self.table = shape.table
+        self.target = shape.target
+        self.plans = shape.plans
+        self.key = shape.key
+        self.key_index = [
+            next(i for i, p in enumerate(self.plans) if p.column == k) for k in self.key
+        ]
+        self.canon = [p.rule.canonical for p in self.plans]
+        self.integer_key = shape.integer_key
 
     def key_of(self, row: tuple) -> tuple:
         return tuple(row[i] for i in self.key_index) if self.key else row
 
-    def sums(self, rows) -> dict[int, list[int]]:
-        segments: dict[int, list[int]] = {}
-        for row in rows:
-            entry = segments.setdefault(self.segment(row), [0, 0])
-            entry[0] += 1
-            entry[1] = (entry[1] + row_hash(_canonical_row(row, self.canon))) & MASK
-        return segments
-
 
 def _source_select(side: _Side, where: str = "") -> str:
     cols = ", ".join(quote_ident(p.column) for p in side.plans)
-    return f"SELECT {cols} FROM {quote_ident(side.table)} {where}"
+    return f"SELECT {cols} FROM {quote_ident(side.table)}" + (f" WHERE {where}" if where else "")
 
 
 def _target_select(side: _Side, where: str = "") -> str:
-    cols = ", ".join(p.rule.target_select(quote_ident(p.column)) for p in side.plans)
-    return f"SELECT {cols} FROM {quote_ident(side.table)} {where}"
+    cols = ", ".join(p.rule.target_select(quote_ident(p.pg_column)) for p in side.plans)
+    return f"SELECT {cols} FROM {quote_ident(side.target)}" + (f" WHERE {where}" if where else "")
 
 
-def _segment_where(side: _Side, segment: int) -> str:
+def _segment_where(side: _Side, segment: int, column: str) -> str:
+    """Rows of one segment (`key / SEGMENT`, which truncates toward zero on both engines)."""
     if not side.integer_key:
         return ""
-    col = quote_ident(side.key[0])
-    return f"WHERE {col} >= {segment * SEGMENT} AND {col} < {(segment + 1) * SEGMENT}"
+    col = quote_ident(column)
+    if segment > 0:
+        return f"{col} >= {segment * SEGMENT} AND {col} < {(segment + 1) * SEGMENT}"
+    if segment < 0:
+        return f"{col} > {(segment - 1) * SEGMENT} AND {col} <= {segment * SEGMENT}"
+    return f"{col} > {-SEGMENT} AND {col} < {SEGMENT}"
 
 
 def _source_rows(backup: str, sql: str):
     conn = sqlite_source.open_readonly(backup)
     try:
         cursor = conn.execute(sql)
-        while batch := cursor.fetchmany(5_000):
+        while batch := cursor.fetchmany(FETCH_ROWS):
             yield from batch
     finally:
         conn.close()
@@ -92,50 +392,83 @@ def _source_rows(backup: str, sql: str):
 
 def _target_rows(target: Target, sql: str):
     with connect(target) as conn, conn.cursor(name="runbook_verify") as cursor:
-        cursor.itersize = 5_000
+        cursor.itersize = FETCH_ROWS
         cursor.execute(sql)
         yield from cursor
 
 
 def table_checksums(
-    backup: str, target: Target, table: str, plans: list[ColumnPlan], key: tuple[str, ...]
+    backup: str,
+    target: Target,
+    table: str,
+    plans: list[ColumnPlan],
+    key: tuple[str, ...],
+    *,
+    where: str = "",
+    integer_key: bool | None = None,
+    pool: ThreadPoolExecutor | None = None,
 ) -> dict[str, Any]:
     """Segment sums of one table on both engines (read at the same time), and the rows that
-    differ in any segment whose sums do not match."""
-    side = _Side(table, plans, key)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        source_job = pool.submit(side.sums, _source_rows(backup, _source_select(side)))
-        target_job = pool.submit(side.sums, _target_rows(target, _target_select(side)))
-        source, target_sums = source_job.result(), target_job.result()
+    differ in any segment whose sums do not match. `where` selects the source rows that were to
+    be loaded (all but rejected ones)."""
+    if integer_key is None:
+        integer_key = len(key) == 1
+    shape = _Shape(table, plans[0].pg_table, plans, key, integer_key)
+    own = pool is None
+    pool = pool or ThreadPoolExecutor(max_workers=2)
+    try:
+        source_job = pool.submit(_source_sums, backup, shape, where)
+        target_job = pool.submit(_target_sums, target, shape)
+        return _compare(backup, target, shape, where, source_job.result(), target_job.result())
+    finally:
+        if own:
+            pool.shutdown()
+
+
+def _compare(
+    backup: str,
+    target: Target,
+    shape: _Shape,
+    where: str,
+    source: dict[int, list[int]],
+    target_sums: dict[int, list[int]],
+) -> dict[str, Any]:
     differing = sorted(
         seg for seg in source.keys() | target_sums.keys() if source.get(seg) != target_sums.get(seg)
     )
     differences: list[dict[str, Any]] = []
+    side = _Side(shape)
     for segment in differing:
         if len(differences) >= MAX_DIFFERENCES:
             break
-        differences += _diff_segment(backup, target, side, segment)
+        differences += _diff_segment(backup, target, side, segment, where)
     return {
-        "table": table,
+        "table": shape.table,
         "source_rows": sum(v[0] for v in source.values()),
         "target_rows": sum(v[0] for v in target_sums.values()),
         "source_checksum": f"{sum(v[1] for v in source.values()) & MASK:016x}",
         "target_checksum": f"{sum(v[1] for v in target_sums.values()) & MASK:016x}",
+        "mode": "rows" if shape.row_mode else "sql",
         "segments": len(source.keys() | target_sums.keys()),
         "differing_segments": len(differing),
         "differences": differences[:MAX_DIFFERENCES],
     }
 
 
-def _diff_segment(backup: str, target: Target, side: _Side, segment: int) -> list[dict[str, Any]]:
+def _diff_segment(
+    backup: str, target: Target, side: _Side, segment: int, where: str = ""
+) -> list[dict[str, Any]]:
     """Rows of one segment compared by primary key on both engines."""
-    where = _segment_where(side, segment)
+    key_plan = next((p for p in side.plans if side.key and p.column == side.key[0]), None)
+    source_where = _segment_where(side, segment, key_plan.column if key_plan else "")
+    target_where = _segment_where(side, segment, key_plan.pg_column if key_plan else "")
+    source_where = " AND ".join(f"({w})" for w in (source_where, where) if w)
 
     def keyed(rows) -> dict[tuple, list[str | None]]:
         return {side.key_of(row): _canonical_row(row, side.canon) for row in rows}
 
-    source = keyed(_source_rows(backup, _source_select(side, where)))
-    target_rows = keyed(_target_rows(target, _target_select(side, where)))
+    source = keyed(_source_rows(backup, _source_select(side, source_where)))
+    target_rows = keyed(_target_rows(target, _target_select(side, target_where)))
     names = [p.column for p in side.plans]
     found = []
     for key in sorted(source.keys() | target_rows.keys(), key=repr):
@@ -160,18 +493,69 @@ def _diff_segment(backup: str, target: Target, side: _Side, segment: int) -> lis
     return found
 
 
-def checksums(run: RunFolder, target: Target) -> list[dict[str, Any]]:
-    """Content checksums of every table on both engines."""
-    plans = by_table(plans_from(run.read("schema")))
+def _integer_key(table: sqlite_source.Table) -> bool:
+    if len(table.primary_key) != 1:
+        return False
+    column = next(c for c in table.columns if c.name == table.primary_key[0])
+    return "INT" in column.declared.upper()
+
+
+def checksums(
+    run: RunFolder, target: Target, *, workers: int | None = None
+) -> list[dict[str, Any]]:
+    """Content checksums of every table on both engines, tables in parallel (largest first),
+    each table read from both engines at the same time."""
+    schema = run.read("schema")
+    plans = by_table(plans_from(schema))
+    rejected = {
+        table: [r[0] for r in rows]
+        for table, rows in schema.get("preflight", {}).get("rejected", {}).items()
+    }
     conn = sqlite_source.open_readonly(run.backup_path)
     try:
-        keys = {t.name: t.primary_key for t in sqlite_source.reflect(conn)}
+        tables = {t.name: t for t in sqlite_source.reflect(conn)}
+        sizes = {
+            name: conn.execute(f"SELECT max(rowid) FROM {quote_ident(name)}").fetchone()[0] or 0
+            for name in plans
+        }
     finally:
         conn.close()
-    return [
-        table_checksums(str(run.backup_path), target, name, table_plans, keys[name])
-        for name, table_plans in plans.items()
-    ]
+    workers = workers or default_workers()
+    backup = str(run.backup_path)
+    # one thread reads SQLite (threads stepping SQLite each release and re-take the GIL per
+    # row, and slow each other down more than they gain); the target's queries run meanwhile
+    source_threads = int(os.environ.get("RUNBOOK_VERIFY_SOURCE_THREADS", "1"))
+    with (
+        ThreadPoolExecutor(max_workers=source_threads) as sources,
+        ThreadPoolExecutor(max_workers=workers) as pool,
+    ):
+        shapes = {
+            name: _Shape(
+                name,
+                table_plans[0].pg_table,
+                table_plans,
+                tables[name].primary_key,
+                _integer_key(tables[name]),
+            )
+            for name, table_plans in plans.items()
+        }
+        jobs = {}
+        for name in sorted(plans, key=lambda n: -sizes[n]):
+            where = row_filter(name, rejected)
+            jobs[name] = (
+                where,
+                sources.submit(_source_sums, backup, shapes[name], where),
+                pool.submit(_target_sums, target, shapes[name]),
+            )
+        results = []
+        for name in plans:
+            where, source_job, target_job = jobs[name]
+            result = _compare(
+                backup, target, shapes[name], where, source_job.result(), target_job.result()
+            )
+            result["rejected_rows"] = len(rejected.get(name, []))
+            results.append(result)
+    return results
 
 
 def foreign_keys(target: Target, expected: list[dict[str, str]]) -> list[dict[str, Any]]:
@@ -265,10 +649,10 @@ def application_queries(run: RunFolder, target: Target) -> list[dict[str, Any]]:
     return results
 
 
-def verify(run: RunFolder, target: Target) -> dict[str, Any]:
+def verify(run: RunFolder, target: Target, *, workers: int | None = None) -> dict[str, Any]:
     """All checks of step 04 and the verdict; written to `verify.json`."""
     transfer = run.read("transfer")
-    tables = checksums(run, target)
+    tables = checksums(run, target, workers=workers)
     fks = foreign_keys(target, transfer["foreign_keys"])
     seqs = sequences(target, transfer["sequences"])
     schema = run.read("schema")
