@@ -68,6 +68,17 @@ FINISHED = """(panel) => {
 }"""
 
 
+VISIBLE = """(panel) => {
+  const inView = (e) => { const r = e.getBoundingClientRect();
+    return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight; };
+  const p = document.querySelector(panel);
+  const cells = p.querySelectorAll('.jp-CodeCell');
+  const verdict = cells[cells.length - 1].querySelector('.jp-OutputArea-output');
+  return {verdict: !!verdict && verdict.textContent.includes(': PASS.') && inView(verdict),
+          chart: [...p.querySelectorAll('.jp-OutputArea-output img')].some(inView)};
+}"""
+
+
 def _chromium_missing() -> str | None:
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
         return f"Chromium is not installed at {CHROMIUM} (.ci/run installs Debian's chromium)"
@@ -214,6 +225,8 @@ def screenshot_whole_notebook(page: Page, path: Path) -> None:
         PANEL,
     )
     page.wait_for_timeout(300)  # one frame for the layout to follow the new size
+    visible = page.evaluate(VISIBLE, PANEL)
+    assert visible["verdict"] and visible["chart"], f"{path.stem}: {visible}"
     page.screenshot(path=str(path))
     page.set_viewport_size({"width": 1400, "height": 900})
 
