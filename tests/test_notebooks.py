@@ -109,3 +109,32 @@ def test_charts_with_korean_client_names_render_without_missing_glyphs(
         warnings.simplefilter("error")  # matplotlib warns "Glyph … missing from font(s)"
         chart = presentation.client_orders_chart(sample)
     assert chart.data.startswith(b"\x89PNG")
+
+
+def test_an_interactive_session_shares_one_run_folder_and_never_writes_into_an_archive(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from runbook.errors import RunbookError
+    from runbook.run import STEP_RESULTS, open_run
+
+    monkeypatch.setenv("RUNBOOK_RUNS", str(tmp_path))
+    monkeypatch.delenv("RUNBOOK_RUN_DIR", raising=False)
+    with pytest.raises(RunbookError, match="no unfinished run"):
+        open_run(needs="backup")
+    archived = tmp_path / "20990101T000000Z-aaaaaa"  # newest, but archived by `runbook run`
+    archived.mkdir()
+    (archived / "manifest.json").write_text("{}")
+    first = open_run(create=True)  # 01 starts a run
+    assert first.why.startswith("a new run") and first.path != archived
+    (first.path / STEP_RESULTS["backup"]).write_text("{}")
+    for needs, writes in (("backup", "schema"), ("schema", "transfer"), ("transfer", "verify")):
+        chosen = open_run(needs=needs)  # 02-04 continue it
+        assert chosen.path == first.path
+        assert chosen.why.startswith("the most recent unfinished run")
+        (first.path / STEP_RESULTS[writes]).write_text("{}")
+    again = open_run(needs="transfer")  # 04 once more, after the run finished
+    assert again.path == first.path and again.why.startswith("every run is finished")
+    assert open_run(create=True).path not in (first.path, archived)  # 01 again: a new run
+    monkeypatch.setenv("RUNBOOK_RUN_DIR", str(archived))
+    assert open_run().why == "from RUNBOOK_RUN_DIR"
+    assert open_run(str(first.path)).why == "the run_dir parameter"

@@ -75,11 +75,12 @@ def runs_root() -> Path:
     return Path(os.environ.get("RUNBOOK_RUNS") or project_home() / "runs")
 
 
-def open_run(run_dir: str = "", *, create: bool = False) -> RunFolder:
+def open_run(run_dir: str = "", *, create: bool = False, needs: str = "") -> RunFolder:
     """The run folder a notebook works in: the parameter, else RUNBOOK_RUN_DIR, else the most
     recent unfinished run of an interactive session (no verify result yet, and not archived by
     the `runbook` command: an archived run is an audit record, never written into by hand), else
-    a new one when `create` is set. `why` says which of these it was."""
+    (when every such run is finished) the most recent one holding the `needs` step's result, so
+    a step can be repeated, else a new one when `create` is set. `why` says which it was."""
     chosen = run_dir or os.environ.get("RUNBOOK_RUN_DIR", "")
     why = "the run_dir parameter" if run_dir else "from RUNBOOK_RUN_DIR"
     if chosen:
@@ -93,19 +94,21 @@ def open_run(run_dir: str = "", *, create: bool = False) -> RunFolder:
             path.mkdir(parents=True)
         return RunFolder(path, why)
     root = runs_root()
-    unfinished = sorted(
-        (
-            p
-            for p in root.glob("*/")
-            if p.is_dir()
-            and not (p / STEP_RESULTS["verify"]).exists()
-            and not (p / "manifest.json").exists()
-        ),
+    interactive = sorted(
+        (p for p in root.glob("*/") if p.is_dir() and not (p / "manifest.json").exists()),
         reverse=True,
     )
+    unfinished = [p for p in interactive if not (p / STEP_RESULTS["verify"]).exists()]
     if unfinished and not (create and (unfinished[0] / STEP_RESULTS["backup"]).exists()):
         return RunFolder(
             unfinished[0], "the most recent unfinished run; set run_dir to choose another"
+        )
+    finished = [p for p in interactive if needs and (p / STEP_RESULTS[needs]).exists()]
+    if finished and not create:
+        return RunFolder(
+            finished[0],
+            "every run is finished: the most recent one, to repeat this step; "
+            "set run_dir to choose another",
         )
     if not create:
         raise RunbookError(

@@ -32,7 +32,8 @@ def begin(
 ) -> Step:
     """Resolve the run folder (created by step 01), the source and the target, check that the
     target answers, and print the three so the audit record says what this step worked on."""
-    run = open_run(run_dir, create=step == STEPS[0])
+    index = STEPS.index(step)
+    run = open_run(run_dir, create=index == 0, needs=STEPS[index - 1] if index else "")
     source = default_source(source_db)
     target = resolve_target(target_url, database_url_env)
     server = check_ready(target)
