@@ -102,7 +102,8 @@ PASS.""",
         ("code", "show.columns_per_table(result)", []),
         ("code", "show.summarize(show.column_map(result))", []),
         ("code", "show.misfits_chart(result)", []),
-        ("code", "show.preflight_summary(result)", []),
+        ("code", "show.summarize(show.preflight_summary(result))", []),
+        ("code", "show.preflight_findings(result)", []),
         (
             "code",
             'preflight.require_clean(result["preflight"], on_bad_rows)\n'
