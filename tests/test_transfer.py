@@ -101,7 +101,7 @@ def test_dropped_definitions_are_recorded_and_a_crashed_load_is_restored(
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash in the middle of the load")
 
-    monkeypatch.setattr(transfer, "_copy_chunk", crash)
+    monkeypatch.setattr(transfer, "_chunk_job", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         transfer.transfer(run, target, workers=2)
     ledger = json.loads((run.path / "transfer.json").read_text())

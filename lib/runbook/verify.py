@@ -22,23 +22,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook import source as sqlite_source
-from runbook.conversions import conversion_for
+from runbook.conversions import TargetType, conversion_for
 from runbook.errors import RunbookError
 from runbook.run import RunFolder
-from runbook.schema import ColumnPlan, by_table, plans_from, target_type
 from runbook.source import quote_ident
 from runbook.target import Target, connect
-from runbook.transfer import default_workers, row_filter
+from runbook.transfer import default_workers, in_processes, row_filter
+
+if TYPE_CHECKING:  # runbook.schema imports SQLAlchemy: worker processes stay lean without it
+    from runbook.schema import ColumnPlan
 
 SEGMENT = 10_000  # primary-key values per checksum segment
 MASK = (1 << 64) - 1
@@ -66,7 +67,7 @@ def _sql_canonical(plan: ColumnPlan) -> tuple[str, str] | None:
     if plan.options or plan.rule is not conversion_for(plan.target_type):
         return None
     s, p = quote_ident(plan.column), quote_ident(plan.pg_column)
-    base = target_type(plan).base
+    base = TargetType(plan.target_type).base
 
     def null(source: str, target: str) -> tuple[str, str]:
         # a NOT NULL target column holds no NULL (the preflight refused them in the source)
@@ -77,7 +78,7 @@ def _sql_canonical(plan: ColumnPlan) -> tuple[str, str] | None:
     if base in ("smallint", "integer", "bigint"):
         return null(s, f"{p}::text")
     if base == "boolean":
-        render = plan.rule.render(s, target_type(plan))
+        render = plan.rule.render(s, TargetType(plan.target_type))
         return null(render, f"CASE WHEN {p} THEN 't' WHEN NOT {p} THEN 'f' END")
     if base == "timestamp without time zone":
         iso = f"replace({s}, 'T', ' ')"
@@ -152,7 +153,7 @@ def _is_double(plan: ColumnPlan) -> bool:
     return (
         not plan.options
         and plan.rule is conversion_for(plan.target_type)
-        and target_type(plan).base == "double precision"
+        and TargetType(plan.target_type).base == "double precision"
     )
 
 
@@ -171,7 +172,7 @@ class _Shape:
         self.texts = [(p, pair) for p, pair in self.texts if pair is not None]
         self.doubles = [p for p in self.plans if _is_double(p)]
         self.jsonb = [
-            p for p in self.plans if _is_plain(p) and target_type(p).base == "jsonb"
+            p for p in self.plans if _is_plain(p) and TargetType(p.target_type).base == "jsonb"
         ]  # canonical text: Python for the source, the server's own jsonb output for the target
         covered = {p.column for p, _ in self.texts} | {p.column for p in self.doubles + self.jsonb}
         self.python = [p for p in self.plans if p.column not in covered]
@@ -248,16 +249,37 @@ class _Shape:
             f"FROM {quote_ident(self.target)} GROUP BY 1"
         )
 
-    def row_bytes(self, row: tuple, side: int) -> bytes:
-        """The canonical bytes of one (segment, text, doubles…, python values…) row: the text
-        (values delimited, ended by a newline), the doubles' 8 bytes each, then each value
-        canonicalized in Python, with its length in bytes in front."""
+    def hasher(self, side: int) -> _Hasher:
+        return _Hasher(
+            self.integer_key,
+            len(self.doubles),
+            self.canon[side],
+            not self.python and not self.jsonb,
+        )
+
+    def sums(self, rows, side: int) -> dict[int, list[int]]:
+        return self.hasher(side).sums(rows)
+
+
+@dataclass
+class _Hasher:
+    """Turns (segment, text, doubles…, values canonicalized in Python…) rows into per-segment
+    [rows, 64-bit checksum]; plain data, so a worker process can do it."""
+
+    integer_key: bool
+    n_doubles: int
+    canon: list  # functions giving the canonical text of the trailing values
+    fast: bool  # rows are (segment, text bytes, doubles…) only
+
+    def row_bytes(self, row: tuple) -> bytes:
+        """The canonical bytes of one row: the text (values delimited, ended by a newline), the
+        doubles' 8 bytes each, then each value canonicalized in Python, its length in front."""
         text = row[1]
         data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
-        n_doubles = len(self.doubles)
+        n_doubles = self.n_doubles
         if n_doubles:
-            data += self.pack(*row[2 : 2 + n_doubles])
-        for value, fn in zip(row[2 + n_doubles :], self.canon[side], strict=True):
+            data += struct.pack(">" + "d" * n_doubles, *row[2 : 2 + n_doubles])
+        for value, fn in zip(row[2 + n_doubles :], self.canon, strict=True):
             if value is None:
                 data += b"|N"
             else:
@@ -265,16 +287,12 @@ class _Shape:
                 data += b"|%d:%s" % (len(canonical), canonical)
         return data
 
-    def sums(self, rows, side: int) -> dict[int, list[int]]:
+    def sums(self, rows) -> dict[int, list[int]]:
         """Per segment: [rows, 64-bit checksum]. With an integer key the rows arrive in key
         order and a segment's checksum is the md5 of its rows' bytes in that order; without
         one, the sum of each row's md5."""
         segments: dict[int, list[int]] = {}
-        md5 = hashlib.md5
-
-        def row_bytes(row: tuple) -> bytes:
-            return self.row_bytes(row, side)
-
+        md5, row_bytes = hashlib.md5, self.row_bytes
         if not self.integer_key:
             for row in rows:
                 entry = segments.setdefault(row[0], [0, 0])
@@ -282,8 +300,8 @@ class _Shape:
                 entry[1] = (entry[1] + _digest64(md5(row_bytes(row)).digest())) & MASK
             return segments
         current, parts, count = None, [], 0
-        fast = not self.python and not self.jsonb  # (segment, text bytes, doubles…) rows
-        pack, append = self.pack, None
+        pack = struct.Struct(">" + "d" * self.n_doubles).pack
+        fast, append = self.fast, None
         for row in rows:
             if row[0] != current:
                 if count:
@@ -306,22 +324,44 @@ def _digest64(digest: bytes) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def _source_sums(backup: str, shape: _Shape, where: str) -> dict[int, list[int]]:
-    conn = sqlite_source.open_readonly(backup)
+def _source_job(backup: str, shape: _Shape, where: str) -> dict[str, Any]:
+    """What reading one table's sums from the source takes, as plain data."""
     if not shape.python and not shape.jsonb:
-        conn.text_factory = bytes  # the canonical text SQLite built, hashed as it is
+        text_factory = "bytes"  # the canonical text SQLite built, hashed as it is
     elif not any(p.options for p in shape.plans):
-        conn.text_factory = str  # the preflight has refused text that is not UTF-8
+        text_factory = "str"  # the preflight has refused text that is not UTF-8
+    else:
+        text_factory = "decode"  # text as the rules see it (invalid UTF-8 kept as surrogates)
+    return {
+        "backup": backup,
+        "sql": shape.source_sql(where),
+        "text_factory": text_factory,
+        "hasher": shape.hasher(0),
+    }
+
+
+def _source_sums_of(job: dict[str, Any]) -> dict[int, list[int]]:
+    conn = sqlite_source.open_readonly(job["backup"])
+    if job["text_factory"] != "decode":
+        conn.text_factory = bytes if job["text_factory"] == "bytes" else str
     try:
-        cursor = conn.execute(shape.source_sql(where))
+        cursor = conn.execute(job["sql"])
 
         def rows():
             while batch := cursor.fetchmany(FETCH_ROWS):
                 yield from batch
 
-        return shape.sums(rows(), 0)
+        return job["hasher"].sums(rows())
     finally:
         conn.close()
+
+
+def _source_sums(backup: str, shape: _Shape, where: str) -> dict[int, list[int]]:
+    return _source_sums_of(_source_job(backup, shape, where))
+
+
+def _worker_setup() -> None:
+    """Nothing to prepare in a checksum worker process."""
 
 
 def _target_sums(target: Target, shape: _Shape) -> dict[int, list[int]]:
@@ -503,8 +543,11 @@ def _integer_key(table: sqlite_source.Table) -> bool:
 def checksums(
     run: RunFolder, target: Target, *, workers: int | None = None
 ) -> list[dict[str, Any]]:
-    """Content checksums of every table on both engines, tables in parallel (largest first),
-    each table read from both engines at the same time."""
+    """Content checksums of every table on both engines, read at the same time: the server runs
+    each table's aggregate query while `workers` processes read the source tables (largest
+    first; processes, because threads stepping SQLite hold each other up on the GIL)."""
+    from runbook.schema import by_table, plans_from
+
     schema = run.read("schema")
     plans = by_table(plans_from(schema))
     rejected = {
@@ -522,37 +565,45 @@ def checksums(
         conn.close()
     workers = workers or default_workers()
     backup = str(run.backup_path)
-    # one thread reads SQLite (threads stepping SQLite each release and re-take the GIL per
-    # row, and slow each other down more than they gain); the target's queries run meanwhile
-    source_threads = int(os.environ.get("RUNBOOK_VERIFY_SOURCE_THREADS", "1"))
-    with (
-        ThreadPoolExecutor(max_workers=source_threads) as sources,
-        ThreadPoolExecutor(max_workers=workers) as pool,
-    ):
-        shapes = {
-            name: _Shape(
-                name,
-                table_plans[0].pg_table,
-                table_plans,
-                tables[name].primary_key,
-                _integer_key(tables[name]),
-            )
-            for name, table_plans in plans.items()
-        }
-        jobs = {}
-        for name in sorted(plans, key=lambda n: -sizes[n]):
-            where = row_filter(name, rejected)
-            jobs[name] = (
-                where,
-                sources.submit(_source_sums, backup, shapes[name], where),
-                pool.submit(_target_sums, target, shapes[name]),
-            )
+    shapes = {
+        name: _Shape(
+            name,
+            table_plans[0].pg_table,
+            table_plans,
+            tables[name].primary_key,
+            _integer_key(tables[name]),
+        )
+        for name, table_plans in plans.items()
+    }
+    order = sorted(plans, key=lambda n: -sizes[n])
+    wheres = {name: row_filter(name, rejected) for name in plans}
+    source_sums: dict[str, dict[int, list[int]]] = {}
+    jobs = {name: _source_job(backup, shapes[name], wheres[name]) for name in order}
+    # a column with an operator rule has a canonical function that stays in this process
+    local = [
+        name for name in order if shapes[name].python and any(p.options for p in shapes[name].plans)
+    ]
+    remote = [(name, jobs[name]) for name in order if name not in local]
+    with ThreadPoolExecutor(max_workers=workers + 1) as pool:
+        targets = {name: pool.submit(_target_sums, target, shapes[name]) for name in order}
+        sources = pool.submit(
+            in_processes,
+            remote,
+            workers,
+            "runbook.verify:_worker_setup",
+            (),
+            "runbook.verify:_source_sums_of",
+            source_sums.__setitem__,
+        )
+        for name in local:
+            source_sums[name] = _source_sums_of(jobs[name])
+        sources.result()
         results = []
         for name in plans:
-            where, source_job, target_job = jobs[name]
             result = _compare(
-                backup, target, shapes[name], where, source_job.result(), target_job.result()
-            )
+                backup, target, shapes[name], wheres[name], source_sums[name],
+                targets[name].result(),
+            )  # fmt: skip
             result["rejected_rows"] = len(rejected.get(name, []))
             results.append(result)
     return results
