@@ -138,3 +138,17 @@ def test_an_interactive_session_shares_one_run_folder_and_never_writes_into_an_a
     monkeypatch.setenv("RUNBOOK_RUN_DIR", str(archived))
     assert open_run().why == "from RUNBOOK_RUN_DIR"
     assert open_run(str(first.path)).why == "the run_dir parameter"
+
+
+def test_a_run_the_runbook_command_is_still_writing_is_not_taken_over(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from runbook.run import open_run
+
+    monkeypatch.setenv("RUNBOOK_RUNS", str(tmp_path))
+    monkeypatch.delenv("RUNBOOK_RUN_DIR", raising=False)
+    mine = open_run(create=True)
+    busy = tmp_path / "20990101T000000Z-bbbbbb"  # newer, no manifest yet, papermill writing
+    busy.mkdir()
+    (busy / "01_backup.ipynb").write_text("{}")
+    assert open_run(needs="backup").path == mine.path

@@ -70,6 +70,12 @@ class RunFolder:
         return json.loads(source.read_text(encoding="utf-8"))
 
 
+def archived(path: Path) -> bool:
+    """A folder of the `runbook` command: it has a manifest, or papermill has begun writing the
+    executed notebooks into it (an interactive session keeps its notebooks in notebooks/)."""
+    return (path / "manifest.json").exists() or any(path.glob("*.ipynb"))
+
+
 def runs_root() -> Path:
     """Where runs are archived: RUNBOOK_RUNS or `runs/` of the project."""
     return Path(os.environ.get("RUNBOOK_RUNS") or project_home() / "runs")
@@ -95,8 +101,7 @@ def open_run(run_dir: str = "", *, create: bool = False, needs: str = "") -> Run
         return RunFolder(path, why)
     root = runs_root()
     interactive = sorted(
-        (p for p in root.glob("*/") if p.is_dir() and not (p / "manifest.json").exists()),
-        reverse=True,
+        (p for p in root.glob("*/") if p.is_dir() and not archived(p)), reverse=True
     )
     unfinished = [p for p in interactive if not (p / STEP_RESULTS["verify"]).exists()]
     if unfinished and not (create and (unfinished[0] / STEP_RESULTS["backup"]).exists()):
