@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -177,3 +178,6 @@ def test_html_hides_injected_parameters_and_report_view_hides_code(archive: dict
     assert "highlight hl-ipython3" not in report  # no code cell shows its source
     assert "highlight hl-ipython3" in full
     assert "PASS" in report  # the outputs stay
+    for html in (report, full):  # readable offline: charts inline, nothing fetched from outside
+        assert "data:image/png;base64," in html
+        assert not re.search(r"<script[^>]+src=\"https?:", html)

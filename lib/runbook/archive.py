@@ -87,14 +87,29 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
+# The lab template without the scripts it loads from a CDN (require.js, MathJax, Mermaid): the
+# runbook's notebooks use none of them, and an audit record must not reach out when opened.
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
 def export_html(notebook: Path, *, report: bool = False) -> Path:
-    """HTML of an executed notebook (lab template, images inline, injected parameters hidden);
-    `report` also hides the code, for reviewers (the .ipynb keeps everything)."""
+    """HTML of an executed notebook (lab template, images inline, no external scripts, injected
+    parameters hidden); `report` also hides the code, for reviewers (the .ipynb keeps all)."""
     import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
-    exporter = HTMLExporter(template_name="lab", exclude_input=report)
+    exporter = HTMLExporter(
+        template_name="lab",
+        template_file="runbook-offline.html.j2",
+        extra_loaders=[DictLoader({"runbook-offline.html.j2": OFFLINE_TEMPLATE})],
+        exclude_input=report,
+    )
     exporter.register_preprocessor(
         TagRemovePreprocessor(remove_cell_tags={"injected-parameters"}, enabled=True), enabled=True
     )
