@@ -385,6 +385,12 @@ def main() -> int:
     default_data = Path(tempfile.gettempdir()) / "runbook-bench"
     parser.add_argument("--data-dir", type=Path, default=default_data)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--pgloader-max-scale",
+        type=float,
+        default=3,
+        help="skip pgloader above this scale (it needs ~0.9 GiB at scale 3)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     host = urlsplit(args.url).hostname or ""
@@ -422,7 +428,11 @@ def main() -> int:
         if "copy" in methods:
             print(f"scale {scale}: psql \\copy …", flush=True)
             entry["copy"] = bench_copy(sample, work, admin)
-        if "pgloader" in methods:
+        if "pgloader" in methods and float(scale) > args.pgloader_max_scale:
+            note = f"scale {scale}: pgloader skipped (above --pgloader-max-scale)"
+            print(note)
+            result["notes"].append(note)
+        elif "pgloader" in methods:
             print(f"scale {scale}: pgloader …", flush=True)
             try:
                 entry["pgloader"] = bench_pgloader(sample, admin)

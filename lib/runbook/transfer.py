@@ -159,7 +159,8 @@ def _wire(plan: ColumnPlan) -> tuple[str, str] | None:
         text = f"CASE typeof({col}) WHEN 'real' THEN {PYTHON_REPR}({col}) ELSE {col} END"
         return (f"char(1) || {text}" if base == "jsonb" else f"CAST({text} AS TEXT)"), "text"
     if base == "boolean":  # the conversion's own rendering decides which values are true
-        return f"({plan.rule.render(col, kind)}) = 't'", "bool"
+        render = plan.rule.render(col, kind)
+        return f"CASE {col} WHEN 1 THEN 1 WHEN 0 THEN 0 ELSE ({render}) = 't' END", "bool"
     if base == "numeric":
         return plan.rule.render(col, kind), "numeric"
     if base == "timestamp without time zone":
@@ -759,10 +760,12 @@ def transfer(
         tables = []
         for name in order:
             selection = row_filter(name, rejected)
-            count = source.execute(
-                f"SELECT count(*) FROM {quote_ident(name)}"
-                + (f" WHERE {selection}" if selection else "")
-            ).fetchone()[0]
+            count = backup["row_counts"].get(name) if not selection else None
+            if count is None:  # the backup counted every row; rejected ones are left out here
+                count = source.execute(
+                    f"SELECT count(*) FROM {quote_ident(name)}"
+                    + (f" WHERE {selection}" if selection else "")
+                ).fetchone()[0]
             tables.append(
                 _TablePlan(
                     name,
