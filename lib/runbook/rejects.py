@@ -71,7 +71,7 @@ def ledger_lines(backup: Path, preflight: dict[str, Any]) -> Iterator[dict[str, 
                 keys = table.primary_key or ("rowid",)
                 yield {
                     "table": table_name,
-                    "pk": {k: encode_value(row[k] if k in row else rowid) for k in keys},
+                    "pk": {k: encode_value(row.get(k, rowid)) for k in keys},
                     "column": column,
                     "kind": kind,
                     "reason": REASONS.get(kind, kind),
