@@ -28,6 +28,15 @@ database_url_env = "DATABASE_URL"
 target_url = ""'''
 
 BEGIN = "step = session.begin({step!r}, run_dir, source_db, target_url, database_url_env)"
+REPLACE = """
+# Replace what the target holds? Step 01 then saves it into the run folder (pg_dump) and step 02
+# drops only the tables this migration creates. Off: a target with data is refused.
+replace_target = False"""
+POLICY = (
+    '\n# Rows that do not fit: "stop" (default: nothing is written) or "reject" (they and '
+    "the rows\n# that depend on them go to rejects.jsonl with their reason; every other row is "
+    'loaded).\non_bad_rows = "stop"'
+)
 
 CELLS: dict[str, list[tuple[str, str, list[str]]]] = {
     "01_backup": [
@@ -48,11 +57,11 @@ parameter or `RUNBOOK_RUN_DIR`.
 production, the foreign-key problems are zero (or understood), and the last line says PASS.""",
             [],
         ),
-        ("code", PARAMETERS, ["parameters"]),
+        ("code", PARAMETERS + REPLACE, ["parameters"]),
         (
             "code",
-            "from runbook import backup, session\nfrom runbook import presentation as show\n\n"
-            + BEGIN.format(step="backup"),
+            "from runbook import backup, replace, session\nfrom runbook import presentation as show"
+            "\n\n" + BEGIN.format(step="backup"),
             [],
         ),
         (
@@ -63,6 +72,12 @@ production, the foreign-key problems are zero (or understood), and the last line
         ("code", "backup.require_sound(result)\nshow.backup_tables(result)", []),
         ("code", "show.table_sizes_chart(result)", []),
         ("code", "show.client_orders_chart(step.run.backup_path)", []),
+        (
+            "code",
+            "saved = replace.save_if_replacing(step.run, step.target, replace_target)\n"
+            "show.facts(replace.describe(saved))",
+            [],
+        ),
         ("code", "session.verdict(step, backup.summary(result))", []),
     ],
     "02_schema": [
@@ -83,8 +98,16 @@ PASS.""",
         ),
         (
             "code",
-            PARAMETERS + '\n# What to do with rows that do not fit: "stop" (nothing is written).\n'
-            'on_bad_rows = "stop"',
+            PARAMETERS
+            + POLICY
+            + """
+# "alembic": the application's migrations (default); "reflect": a schema built from the SQLite
+# file itself (any SQLite database).
+schema_mode = "alembic"
+# Explicit conversion rules per column, e.g. {"orders.requested_pickup_at": ["epoch-seconds"]}
+# (rules: empty-as-null, datetime-offset, epoch-seconds, epoch-milliseconds, cp949).
+column_rules = {}"""
+            + REPLACE,
             ["parameters"],
         ),
         (
@@ -95,10 +118,12 @@ PASS.""",
         ),
         (
             "code",
-            "result = schema.prepare(step.run, step.target)\nshow.facts(schema.key_facts(result))",
+            "result = schema.prepare(step.run, step.target, column_rules, schema_mode, "
+            "replace_target)\nshow.facts(schema.key_facts(result))",
             [],
         ),
         ("code", "show.conversion_rules(result)", []),
+        ("code", "show.reflect_notes(result)", []),
         ("code", "show.columns_per_table(result)", []),
         ("code", "show.summarize(show.column_map(result))", []),
         ("code", "show.misfits_chart(result)", []),
@@ -126,7 +151,7 @@ valid, every sequence is above its table's largest id, and the last line says PA
 show the rows/s of each table's COPY and the load over time.""",
             [],
         ),
-        ("code", PARAMETERS + '\non_bad_rows = "stop"', ["parameters"]),
+        ("code", PARAMETERS + POLICY, ["parameters"]),
         (
             "code",
             "from runbook import session, transfer\nfrom runbook import presentation as show\n\n"

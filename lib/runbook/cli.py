@@ -41,6 +41,20 @@ def _parse_steps(text: str) -> list[str]:
     return [s for s in STEPS if s in chosen]
 
 
+def _parse_rules(given: list[str]) -> dict[str, list[str]]:
+    """`--rule orders.requested_pickup_at=epoch-seconds` options as {"table.column": [rules]}."""
+    rules: dict[str, list[str]] = {}
+    for item in given:
+        column, sep, names = item.partition("=")
+        if not sep or column.count(".") != 1 or not names:
+            raise RunbookError(
+                f"--rule {item!r} is not of the form TABLE.COLUMN=RULE[,RULE]",
+                fix="e.g. --rule orders.requested_pickup_at=epoch-seconds",
+            )
+        rules.setdefault(column, []).extend(n.strip() for n in names.split(",") if n.strip())
+    return rules
+
+
 def _load_dotenv(env_var: str) -> None:
     """Make a `.env` value visible to the notebook kernels (read only; nothing is written)."""
     dotenv = Path.cwd() / ".env"
@@ -57,6 +71,9 @@ def run_steps(
     env_var: str = "DATABASE_URL",
     on_bad_rows: str = "stop",
     report: bool = False,
+    schema_mode: str = "alembic",
+    column_rules: dict[str, list[str]] | None = None,
+    replace_target: bool = False,
 ) -> int:
     """Execute the chosen steps into a run folder, write the manifest and the runs index, print a
     summary; the exit status is 0 only when every step passed. `report` hides the code in the
@@ -81,6 +98,9 @@ def run_steps(
         "run_dir": str(run_dir.resolve()),
         "database_url_env": env_var,
         "on_bad_rows": on_bad_rows,
+        "schema_mode": schema_mode,
+        "column_rules": column_rules or {},
+        "replace_target": replace_target,
     }
     print(f"Run folder: {run_dir}")
     print(f"Target:     {target.display} ({server})")
@@ -168,7 +188,34 @@ def build_parser() -> argparse.ArgumentParser:
         default="DATABASE_URL",
         help="environment variable holding the target URL (never pass the URL itself)",
     )
-    run.add_argument("--on-bad-rows", default="stop", choices=["stop"])
+    run.add_argument(
+        "--on-bad-rows",
+        default="stop",
+        choices=["stop", "reject"],
+        help="stop (default): nothing is written when rows do not fit; reject: load the rest "
+        "and list those rows in rejects.jsonl",
+    )
+    run.add_argument(
+        "--schema",
+        default="alembic",
+        choices=["alembic", "reflect"],
+        help="alembic (default): the application's migrations; reflect: built from the SQLite "
+        "file (any SQLite database)",
+    )
+    run.add_argument(
+        "--rule",
+        action="append",
+        default=[],
+        metavar="TABLE.COLUMN=RULE[,RULE]",
+        help="an explicit conversion rule for one column (empty-as-null, datetime-offset, "
+        "epoch-seconds, epoch-milliseconds, cp949); repeat for more columns",
+    )
+    run.add_argument(
+        "--replace-target",
+        action="store_true",
+        help="save the target (pg_dump) into the run folder, then drop and recreate only the "
+        "tables this migration creates",
+    )
     run.add_argument("--report", action="store_true", help=REPORT_HELP)
 
     demo_cmd = sub.add_parser("demo", help="sample + embedded PostgreSQL + all four steps")
@@ -212,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.database_url_env,
                 args.on_bad_rows,
                 args.report,
+                schema_mode=args.schema,
+                column_rules=_parse_rules(args.rule),
+                replace_target=args.replace_target,
             )
         if args.command == "demo":
             return demo(args.scale, args.seed, args.report)

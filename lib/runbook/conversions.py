@@ -180,6 +180,15 @@ def canonical_text(value: Any) -> str:
     return _kind_error(value)
 
 
+def canonical_text_from_any(value: Any) -> str:
+    """Text as is, an integer as its digits, a real as its shortest exact repr."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        return str(value)
+    return _kind_error(value)
+
+
 def canonical_bytes(value: Any) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
@@ -420,13 +429,7 @@ CONVERSIONS: dict[str, Conversion] = {
             ("nul_character", f"typeof({col}) = 'text' AND instr({col}, char(0)) > 0"),
             ("invalid_utf8", f"typeof({col}) = 'text' AND {INVALID_UTF8}(CAST({col} AS BLOB))"),
         ],
-        lambda value: (
-            repr(value)
-            if isinstance(value, float)
-            else str(value)
-            if isinstance(value, int | str) and not isinstance(value, bool)
-            else _kind_error(value)
-        ),
+        canonical_text_from_any,
     ),
     "bytes": Conversion(
         "blob-hex",

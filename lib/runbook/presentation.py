@@ -426,3 +426,24 @@ def checks_summary(result: dict[str, Any]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=["kind", "checked", "passed", "failing"])
+
+
+def reflect_notes(schema: dict[str, Any]) -> pd.DataFrame:
+    """Reflect mode: column types chosen by the data, and what was translated or left out."""
+    reflected = schema.get("reflected")
+    columns = ["table", "object", "note"]
+    if not reflected:
+        print("Schema from the application's Alembic migrations: nothing reflected.")
+        return pd.DataFrame([], columns=columns)
+    rows = [
+        {"table": t["name"], "object": c["name"], "note": f"{c['pg_type']}: {c['why']}"}
+        for t in reflected["tables"]
+        for c in t["columns"]
+        if "data holds" in c["why"] or c["target"] != c["name"]
+    ]
+    rows += [
+        {"table": t["name"], "object": "(table)", "note": f"named {t['target']} in PostgreSQL"}
+        for t in reflected["tables"]
+        if t["target"] != t["name"].lower()
+    ]
+    return summarize(pd.DataFrame(rows + reflected["notes"], columns=columns))

@@ -136,6 +136,19 @@ def require_saved(run: RunFolder) -> dict[str, Any]:
     return json.loads(record.read_text())
 
 
+def describe(saved: dict[str, Any]) -> dict[str, Any]:
+    """Key facts of step 01's save of the target, for the notebook."""
+    if "file" not in saved:
+        return {"target replaced": "no (a target that holds data is refused)"}
+    return {
+        "target replaced": "yes: saved before anything is dropped",
+        "saved with": saved["method"],
+        "saved to": saved["file"],
+        "tables saved": len(saved["tables"]),
+        "restore with": restore_hint(saved),
+    }
+
+
 def restore_hint(saved: dict[str, Any]) -> str:
     """How to put the saved target back, for the notebook and the README."""
     if saved["method"] == "pg_dump":

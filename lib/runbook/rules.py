@@ -5,7 +5,8 @@ without a rule such a value is a misfit, never converted silently."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -111,6 +112,19 @@ def check_options(conversion: Conversion, options: tuple[str, ...], where: str =
             )
 
 
+@dataclass(frozen=True)
+class RuledCanonical:
+    """The canonical form of a value after the rules (a class, so it pickles to the processes
+    that compute checksums)."""
+
+    base: Callable[[Any], str]
+    options: frozenset[str]
+
+    def __call__(self, value: Any) -> str | None:
+        ruled_value = apply_rules(value, self.options)
+        return None if ruled_value is None else self.base(ruled_value)
+
+
 def with_rules(conversion: Conversion, options: tuple[str, ...], *, where: str = "") -> Conversion:
     """The conversion applied to values the rules have rewritten (render, checks, canonical)."""
     check_options(conversion, options, where)
@@ -132,9 +146,7 @@ def with_rules(conversion: Conversion, options: tuple[str, ...], *, where: str =
             for kind, sql in conversion.checks(value, target)
         ]
 
-    def canonical(value: Any) -> str | None:
-        ruled_value = apply_rules(value, frozenset(options))
-        return None if ruled_value is None else conversion.canonical(ruled_value)
+    canonical = RuledCanonical(conversion.canonical, frozenset(options))
 
     described = "; ".join(RULES[o][0] for o in sorted(options))
     return replace(

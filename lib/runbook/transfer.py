@@ -732,6 +732,7 @@ def transfer(
     from tqdm.auto import tqdm
 
     from runbook.preflight import require_clean
+    from runbook.rejects import write_ledger
     from runbook.schema import by_table, plans_from
 
     workers = workers or default_workers()
@@ -744,6 +745,7 @@ def transfer(
             fix="run 02_schema again for this run",
         )
     require_clean(schema["preflight"], on_bad_rows)
+    ledger_counts = write_ledger(run, schema["preflight"]) if schema["preflight"]["rows"] else {}
     rejected = {
         table: [r[0] for r in rows]
         for table, rows in schema["preflight"].get("rejected", {}).items()
@@ -869,7 +871,7 @@ def transfer(
         "workers": workers,
         "order": order,
         "tables": loaded,
-        "rejected_rows": {t: len(ids) for t, ids in rejected.items() if ids},
+        "rejected_rows": ledger_counts,
         "indexes": [i["name"] for i in indexes],
         "foreign_keys": fks,
         "sequences": sequences,
