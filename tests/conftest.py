@@ -97,3 +97,11 @@ def scram_server():
     server = ThrowawayServer()
     yield server
     server.close()
+
+
+@pytest.fixture
+def one_target() -> Target:
+    """A brand-new database on one server (TEST_DATABASE_URL's when set, else the embedded one),
+    for end-to-end runs that need not repeat on every server."""
+    with fresh_database() as target:
+        yield target

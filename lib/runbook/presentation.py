@@ -89,8 +89,9 @@ def cjk_font() -> str | None:
 
 def label(text: Any, font: str | None = None) -> str:
     """A chart label that renders without tofu boxes: as is when a CJK font is installed (or
-    `font` is given), else Hangul romanized and other CJK characters left out."""
-    text = str(text)
+    `font` is given), else Hangul romanized and other CJK characters left out. Bytes that are
+    not UTF-8 (kept as surrogates by the source reader) show as U+FFFD."""
+    text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if (font or cjk_font()) or not (_HANGUL_SYLLABLES.search(text) or _OTHER_CJK.search(text)):
         return text
     text = _OTHER_CJK.sub("", romanize(text))
