@@ -34,3 +34,13 @@ def fingerprint(target: Target) -> str:
             rows = conn.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()
             digest.update(repr(sorted(map(repr, rows))).encode())
     return digest.hexdigest()
+
+
+def data_fingerprint(target: Target, tables: list[str]) -> dict[str, str]:
+    """sha256 of each table's rows (order-independent), for comparing two loads."""
+    found = {}
+    with connect(target) as conn:
+        for table in tables:
+            rows = conn.execute(f'SELECT * FROM public."{table}"').fetchall()
+            found[table] = hashlib.sha256(repr(sorted(map(repr, rows))).encode()).hexdigest()
+    return found

@@ -133,7 +133,7 @@ def test_an_occupied_target_is_refused_before_anything_is_dropped(prepared) -> N
         )
         conn.commit()
     before = catalog(target)
-    with pytest.raises(RunbookError, match="already hold rows"):
+    with pytest.raises(RunbookError, match="hold rows this migration did not load"):
         transfer.transfer(run, target)
     assert catalog(target) == before
 

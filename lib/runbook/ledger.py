@@ -20,7 +20,10 @@ CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA}.loads (
     source_name text NOT NULL,
     schema_mode text NOT NULL,
     tables text[] NOT NULL,
-    started_at timestamptz NOT NULL DEFAULT now()
+    started_at timestamptz NOT NULL DEFAULT now(),
+    attempts integer NOT NULL DEFAULT 0,
+    status text NOT NULL DEFAULT 'schema',
+    dropped jsonb
 );
 CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA}.ranges (
     backup_sha256 text NOT NULL REFERENCES {LEDGER_SCHEMA}.loads ON DELETE CASCADE,
@@ -123,3 +126,92 @@ def claim(
             [backup_sha256, source_name, mode, tables],
         )
         conn.commit()
+
+
+# --- the transfer's key ranges: planned once, each marked complete in the transaction that
+# loads it, so a crash leaves every range either wholly loaded and recorded, or neither
+
+
+def start_attempt(conn: psycopg.Connection, backup_sha256: str) -> int:
+    """Count one more transfer attempt on this load and return its number."""
+    ensure(conn)
+    row = conn.execute(
+        f"UPDATE {LEDGER_SCHEMA}.loads SET attempts = attempts + 1, status = 'loading' "
+        "WHERE backup_sha256 = %s RETURNING attempts",
+        [backup_sha256],
+    ).fetchone()
+    if row is None:
+        raise RunbookError(
+            "the target has no record of step 02 for this backup",
+            fix="run 02_schema for this run first",
+        )
+    conn.commit()
+    return row[0]
+
+
+def record_dropped(conn: psycopg.Connection, backup_sha256: str, dropped: dict) -> None:
+    """Keep the definitions of what the load drops (indexes, keys) in the target itself, so a
+    re-run from any run folder can rebuild them."""
+    conn.execute(
+        f"UPDATE {LEDGER_SCHEMA}.loads SET dropped = %s WHERE backup_sha256 = %s",
+        [psycopg.types.json.Jsonb(dropped), backup_sha256],
+    )
+    conn.commit()
+
+
+def load_state(conn: psycopg.Connection, backup_sha256: str) -> dict[str, Any]:
+    """Status, dropped definitions and ranges (planned or complete) of this backup's load."""
+    ensure(conn)
+    row = conn.execute(
+        f"SELECT status, dropped, attempts FROM {LEDGER_SCHEMA}.loads WHERE backup_sha256 = %s",
+        [backup_sha256],
+    ).fetchone()
+    ranges = conn.execute(
+        f"SELECT table_name, range_start, range_end, rows, status, attempt "
+        f"FROM {LEDGER_SCHEMA}.ranges WHERE backup_sha256 = %s "
+        "ORDER BY table_name, range_start",
+        [backup_sha256],
+    ).fetchall()
+    keys = ("table", "start", "end", "rows", "status", "attempt")
+    return {
+        "status": row[0] if row else None,
+        "dropped": row[1] if row else None,
+        "attempts": row[2] if row else 0,
+        "ranges": [dict(zip(keys, r, strict=True)) for r in ranges],
+    }
+
+
+def plan_ranges(conn: psycopg.Connection, backup_sha256: str, ranges: list[tuple]) -> None:
+    """Record the ranges the load will consist of: (table, start, end, expected rows)."""
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {LEDGER_SCHEMA}.ranges (backup_sha256, table_name, range_start, "
+            "range_end, rows, attempt, status) VALUES (%s, %s, %s, %s, %s, 0, 'planned') "
+            "ON CONFLICT DO NOTHING",
+            [(backup_sha256, *r) for r in ranges],
+        )
+    conn.commit()
+
+
+COMPLETE_RANGE = (
+    f"UPDATE {LEDGER_SCHEMA}.ranges SET status = 'complete', rows = %s, attempt = %s, "
+    "loaded_at = now() WHERE backup_sha256 = %s AND table_name = %s AND range_start = %s"
+)
+
+
+def finish(conn: psycopg.Connection, backup_sha256: str) -> None:
+    """The load is complete: indexes and keys are back."""
+    conn.execute(
+        f"UPDATE {LEDGER_SCHEMA}.loads SET status = 'complete', dropped = NULL "
+        "WHERE backup_sha256 = %s",
+        [backup_sha256],
+    )
+    conn.commit()
+
+
+def ranges_by_attempt(target: Target, backup_sha256: str) -> list[dict[str, Any]]:
+    """Which ranges of which tables were loaded in which attempt (for 04_verify)."""
+    with connect(target) as conn:
+        if claimed(conn) is None:
+            return []
+        return load_state(conn, backup_sha256)["ranges"]

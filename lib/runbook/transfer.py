@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from psycopg.copy import LibpqWriter
 from psycopg.pq import Format
 from psycopg.types.numeric import DecimalBinaryDumper
 
+from runbook import ledger
 from runbook import source as sqlite_source
 from runbook.conversions import PYTHON_REPR, TargetType, conversion_for
 from runbook.errors import RunbookError
@@ -52,7 +53,8 @@ if TYPE_CHECKING:  # runbook.schema imports SQLAlchemy: loader processes stay le
     from runbook.schema import ColumnPlan
 
 FETCH_ROWS = 5_000  # rows per round trip from SQLite; memory stays flat whatever the table size
-SPLIT_ROWS = 250_000  # a table with more rows is loaded as primary-key ranges of about this size
+# a table with more rows is loaded as primary-key ranges of about this size
+SPLIT_ROWS = int(os.environ.get("RUNBOOK_SPLIT_ROWS") or 250_000)
 INDEX_MEMORY = "256MB"  # maintenance_work_mem of the sessions that build indexes
 
 
@@ -192,6 +194,8 @@ class _Chunk:
     where: str  # SQL predicate on the SQLite table ("" for all rows)
     rows: int  # expected rows (for scheduling and progress)
     whole: bool = False  # the whole table in one transaction (loaded with COPY FREEZE)
+    span: tuple[int, int] = (0, 0)  # the key range [start, end) as the target's ledger names it
+    record: tuple | None = None  # (SQL, params) marking the range complete in the ledger
 
 
 class _CountingWriter(LibpqWriter):
@@ -231,9 +235,17 @@ def _split(source: Any, table: _TablePlan, selection: str, workers: int) -> list
     step = max(1, -(-(high - low + 1) // pieces))
     chunks = []
     for start in range(low, high + 1, step):
-        where = _and(f"{key} >= {start} AND {key} < {start + step}", selection)
-        chunks.append(_Chunk(table, where, -(-table.rows // pieces)))
+        chunks.append(_range_chunk(table, selection, start, start + step, -(-table.rows // pieces)))
     return chunks
+
+
+def _range_chunk(table: _TablePlan, selection: str, start: int, end: int, rows: int) -> _Chunk:
+    """The chunk of the ledger's range [start, end) of a table ((0, 0): the whole table)."""
+    if (start, end) == (0, 0):
+        return _Chunk(table, selection, rows, whole=True)
+    key = quote_ident(table.key or "rowid")
+    where = _and(f"{key} >= {start} AND {key} < {end}", selection)
+    return _Chunk(table, where, rows, span=(start, end))
 
 
 def _chunk_job(chunk: _Chunk) -> dict[str, Any]:
@@ -246,6 +258,8 @@ def _chunk_job(chunk: _Chunk) -> dict[str, Any]:
     options += ["FREEZE"] if chunk.whole else []
     job = {
         "table": table.name,
+        "span": chunk.span,
+        "record": chunk.record,
         "truncate": f"TRUNCATE {quote_ident(table.target)}" if chunk.whole else None,
         "copy": f"COPY {quote_ident(table.target)} ({columns}) FROM STDIN"
         + (f" ({', '.join(options)})" if options else ""),
@@ -290,6 +304,11 @@ def _stream(
                     copy.write(b"".join(line for (line,) in batch))
                     rows += len(batch)
                     progress(len(batch))
+        if job.get(
+            "record"
+        ):  # in the same transaction: the range is loaded and recorded, or neither
+            sql, (attempt, sha, table, start) = job["record"]
+            cursor.execute(sql, [rows, attempt, sha, table, start])
     return rows, writer.sent
 
 
@@ -722,6 +741,81 @@ def _open_loader(source_path: Any) -> Callable[[ExitStack, psycopg.Connection], 
     return opener
 
 
+def _resume_or_plan(
+    conn: psycopg.Connection,
+    source: Any,
+    tables: list[_TablePlan],
+    rejected: dict[str, list[int]],
+    workers: int,
+    state: dict[str, Any],
+    sha: str,
+) -> list[_Chunk]:
+    """The chunks still to load: the ranges an earlier attempt planned and did not complete,
+    or, on a first attempt, a new plan, recorded in the target before any row is written."""
+    by_name = {t.name: t for t in tables}
+    if state["ranges"]:
+        return [
+            _range_chunk(
+                by_name[r["table"]],
+                row_filter(r["table"], rejected),
+                r["start"],
+                r["end"],
+                r["rows"],
+            )
+            for r in state["ranges"]
+            if r["status"] != "complete"
+        ]
+    chunks = [c for t in tables for c in _split(source, t, row_filter(t.name, rejected), workers)]
+    ledger.plan_ranges(conn, sha, [(c.table.name, *c.span, c.rows) for c in chunks])
+    return chunks
+
+
+def _require_only_ours(
+    conn: psycopg.Connection, tables: list[_TablePlan], state: dict[str, Any], target: Target
+) -> None:
+    """Every row in the target's tables must belong to a range this load completed: rows
+    somebody else put there, or a range loaded but not recorded, stop the run unchanged."""
+    recorded: dict[str, int] = {}
+    for r in state["ranges"]:
+        if r["status"] == "complete":
+            recorded[r["table"]] = recorded.get(r["table"], 0) + r["rows"]
+    strangers = []
+    for table in tables:
+        expected = recorded.get(table.name, 0)
+        if expected:
+            present = conn.execute(f"SELECT count(*) FROM {quote_ident(table.target)}").fetchone()[
+                0
+            ]
+        else:
+            query = f"SELECT EXISTS (SELECT 1 FROM {quote_ident(table.target)})"
+            present = int(conn.execute(query).fetchone()[0])
+        if present != expected:
+            strangers.append(
+                f"{table.target} ({present} rows, {expected} loaded by this migration)"
+            )
+    if strangers:
+        raise RunbookError(
+            f"target tables hold rows this migration did not load: {', '.join(strangers)}; "
+            "nothing was written",
+            where=target.display,
+            fix="migrate into an empty database (run 02_schema on a fresh one)",
+        )
+
+
+def _present(
+    conn: psycopg.Connection, fks: list[dict], indexes: list[dict]
+) -> tuple[list[dict], list[dict]]:
+    """Those of the recorded foreign keys and indexes the catalog has (rebuilt before a crash)."""
+    names = {
+        name
+        for (name,) in conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+            "UNION SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
+        )
+    }
+    return [f for f in fks if f["name"] in names], [i for i in indexes if i["name"] in names]
+
+
 def transfer(
     run: RunFolder, target: Target, on_bad_rows: str = "stop", *, workers: int | None = None
 ) -> dict[str, Any]:
@@ -729,9 +823,8 @@ def transfer(
     writing, drop secondary indexes and foreign keys (recorded first), COPY the tables on
     `workers` connections (default: one per CPU), rebuild indexes, re-add and validate the keys,
     set sequences, ANALYZE."""
-    from tqdm.auto import tqdm
-
     from runbook.preflight import require_clean
+    from runbook.progress import bar
     from runbook.rejects import write_ledger
     from runbook.schema import by_table, plans_from
 
@@ -752,9 +845,9 @@ def transfer(
     }
     plans = by_table(plans_from(schema))
     source = sqlite_source.open_readonly(run.backup_path)
-    previous = run.read("transfer") if run.has("transfer") else {}
     started = datetime.now(UTC)
     clock = time.perf_counter()
+    wall_clock = time.time()  # the loaders' start and end stamps are wall-clock times
     timings: dict[str, float] = {}
     try:
         reflected = {t.name: t for t in sqlite_source.reflect(source)}
@@ -779,31 +872,46 @@ def transfer(
                 )
             )
         targets = [t.target for t in tables]
-        chunks = [
-            c for t in tables for c in _split(source, t, row_filter(t.name, rejected), workers)
-        ]
-        chunks.sort(key=lambda c: -c.rows)
+        sha = backup["sha256"]
         with connect(target) as conn:
-            if previous.get("status") == "loading":  # a crashed load: put its drops back first
-                indexes, fks = _missing(conn, previous)
-                _parallel(target, indexes, _build_index, workers, autocommit=True)
-                _add_foreign_keys(conn, fks)
-            _require_empty(conn, targets, target)
-            fks = _foreign_keys(conn, targets)
-            indexes = _secondary_indexes(conn, targets)
+            state = ledger.load_state(conn, sha)
+            attempt = ledger.start_attempt(conn, sha)
+            chunks = _resume_or_plan(conn, source, tables, rejected, workers, state, sha)
+            _require_only_ours(conn, tables, state, target)
+            if state["dropped"] is not None:  # an interrupted load: its drops are recorded
+                fks = state["dropped"]["foreign_keys"]
+                indexes = state["dropped"]["indexes"]
+                present_fks, present_indexes = _present(conn, fks, indexes)
+            elif state["status"] == "complete":  # loaded before: nothing is dropped again
+                fks, indexes, present_fks, present_indexes = (
+                    _foreign_keys(conn, targets),
+                    [],
+                    [],
+                    [],
+                )
+            else:
+                fks = _foreign_keys(conn, targets)
+                indexes = _secondary_indexes(conn, targets)
+                present_fks, present_indexes = fks, indexes
+                dropped = {"foreign_keys": fks, "indexes": indexes}
+                ledger.record_dropped(conn, sha, dropped)
             run.write(
                 "transfer",
                 {"status": "loading", "dropped_foreign_keys": fks, "dropped_indexes": indexes},
             )
-            _drop(conn, fks, indexes)
+            _drop(conn, present_fks, present_indexes)
+        complete = ledger.COMPLETE_RANGE
+        chunks = [
+            replace(c, record=(complete, (attempt, sha, c.table.name, c.span[0]))) for c in chunks
+        ]
+        chunks.sort(key=lambda c: -c.rows)
         timings["prepare"] = time.perf_counter() - clock
 
-        bars = {
-            t.name: tqdm(total=t.rows, desc=t.name, unit="rows", leave=True, mininterval=0.5)
-            for t in tables
-        }
+        bars = {t.name: bar(total=t.rows, desc=t.name, unit="rows", leave=True) for t in tables}
         try:
-            if workers > 1 and len(chunks) > 1:
+            if not chunks:  # every range was loaded by an earlier attempt
+                pass
+            elif workers > 1 and len(chunks) > 1:
                 _load_in_processes(target, str(run.backup_path), chunks, workers, bars)
             else:
                 _parallel(
@@ -814,8 +922,8 @@ def transfer(
                     open_worker=_open_loader(run.backup_path),
                 )
         finally:
-            for bar in bars.values():
-                bar.close()
+            for shown in bars.values():
+                shown.close()
         timings["data"] = time.perf_counter() - clock - sum(timings.values())
 
         def build(conn: psycopg.Connection, index: dict[str, Any]) -> None:
@@ -825,7 +933,7 @@ def transfer(
         _parallel(target, indexes, build, workers, autocommit=True)
         timings["indexes"] = time.perf_counter() - clock - sum(timings.values())
         with connect(target) as conn:
-            _add_foreign_keys(conn, fks)
+            _add_foreign_keys(conn, [] if state["status"] == "complete" else fks)
         _parallel(target, fks, _validate, workers, autocommit=True)
         timings["foreign_keys"] = time.perf_counter() - clock - sum(timings.values())
         with connect(target) as conn:
@@ -839,21 +947,24 @@ def transfer(
             autocommit=True,
         )
         timings["sequences_analyze"] = time.perf_counter() - clock - sum(timings.values())
+        with connect(target) as conn:
+            ledger.finish(conn, sha)
+            ranges = ledger.load_state(conn, sha)["ranges"]
     except (psycopg.Error, LoaderError) as exc:
         message = mask_text(str(exc).strip().splitlines()[0], target.password or "")
         raise RunbookError(
             f"the load failed: {message}",
             where=target.display,
-            fix="read the message, fix the cause, and run the transfer again into an empty "
-            "target (indexes and keys dropped for the load are restored from transfer.json "
-            "by transfer.restore_schema or by the next run)",
+            fix="fix the cause and run the same command again: it continues from the key ranges "
+            "already loaded (recorded in the target's runbook schema) and restores the indexes "
+            "and keys dropped for the load",
         ) from None
     finally:
         source.close()
     loaded = []
     for t in tables:
         seconds = t.stats.get("end", 0.0) - t.stats.get("start", 0.0)
-        rows = t.stats.get("rows", 0)
+        rows = sum(r["rows"] for r in ranges if r["table"] == t.name)  # this and earlier attempts
         loaded.append(
             {
                 "table": t.name,
@@ -861,7 +972,10 @@ def transfer(
                 "bytes": t.stats.get("bytes", 0),
                 "format": "binary" if t.binary else "text",
                 "seconds": round(seconds, 3),
-                "rows_per_second": round(rows / seconds) if seconds > 0 else None,
+                "rows_per_second": round(t.stats.get("rows", 0) / seconds) if seconds > 0 else None,
+                "start_seconds": round(t.stats["start"] - wall_clock, 3)
+                if "start" in t.stats
+                else None,
             }
         )
     result = {
@@ -877,6 +991,8 @@ def transfer(
         "sequences": sequences,
         "phases": {name: round(seconds, 3) for name, seconds in timings.items()},
         "seconds": round(time.perf_counter() - clock, 3),
+        "attempt": attempt,
+        "ranges": ranges,
     }
     run.write("transfer", result)
     return result

@@ -1,0 +1,149 @@
+"""A migration killed at any moment of the transfer, or cut off by its server going down, ends
+with the same command run again: PASS, and the same content as a run never interrupted."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from fingerprint import data_fingerprint
+
+from coldchain.models import Base
+from coldchain.sample import generate
+from runbook.reference import fresh_database
+from runbook.target import Target, connect
+
+TABLES = list(Base.metadata.tables)
+KILLS = int(os.environ.get("RUNBOOK_KILL_RUNS", "3"))  # the soak check uses 10
+SPLIT = {"RUNBOOK_SPLIT_ROWS": "4000"}  # many key ranges, so kills land between and inside them
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "runbook.cli", *args]
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command(*args), env={**os.environ, **env}, capture_output=True, text=True, timeout=600
+    )
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL the runbook command and everything it started (kernel, loader processes)."""
+    try:
+        family = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    for member in [psutil.Process(process.pid), *family]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("source") / "dispatch.db"
+    generate(path, scale=0.03, seed=21)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(source: Path, tmp_path_factory) -> dict:
+    """The content and transfer time of an uninterrupted run."""
+    folder = tmp_path_factory.mktemp("reference")
+    with fresh_database("runbook_resume_ref") as target:
+        done = run(
+            ["run", str(source), "--run-dir", str(folder / "run")],
+            {"DATABASE_URL": target.url, **SPLIT},
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        seconds = json.loads((folder / "run" / "transfer.json").read_text())["seconds"]
+        return {"content": data_fingerprint(target, TABLES), "transfer_seconds": seconds}
+
+
+def load_status(target: Target) -> tuple[str | None, int]:
+    """The ledger's status of the load and how many key ranges are complete."""
+    with connect(target) as conn:
+        if not conn.execute("SELECT to_regclass('runbook.ranges') IS NOT NULL").fetchone()[0]:
+            return None, 0
+        status = conn.execute("SELECT status FROM runbook.loads").fetchone()
+        done = conn.execute("SELECT count(*) FROM runbook.ranges WHERE status = 'complete'")
+        return (status[0] if status else None), done.fetchone()[0]
+
+
+def wait_for_loading(target: Target, process: subprocess.Popen, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while load_status(target)[0] != "loading":
+        assert process.poll() is None, "the run ended before its transfer began"
+        assert time.monotonic() < deadline, "the transfer did not begin"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("attempt", range(KILLS))
+def test_a_run_killed_during_the_transfer_ends_in_pass_when_run_again(
+    source: Path, reference: dict, tmp_path: Path, attempt: int
+) -> None:
+    with fresh_database("runbook_resume") as target:
+        env = {"DATABASE_URL": target.url, **SPLIT}
+        first = tmp_path / "first"
+        prepared = run(
+            ["run", str(source), "--run-dir", str(first), "--steps", "backup,schema"], env
+        )
+        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+        process = subprocess.Popen(
+            command("run", str(source), "--run-dir", str(first), "--steps", "transfer"),
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_loading(target, process)  # then a random moment within the transfer
+        time.sleep(random.Random(attempt).uniform(0, 0.9 * reference["transfer_seconds"]))
+        kill_tree(process)
+        status, ranges_done = load_status(target)
+        print(f"killed with the load {status}, {ranges_done} key ranges complete")
+        assert status == "loading"
+
+        again = run(["run", str(source), "--run-dir", str(tmp_path / "again")], env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        verify = json.loads((tmp_path / "again" / "verify.json").read_text())
+        assert verify["verdict"] == "PASS"
+        assert data_fingerprint(target, TABLES) == reference["content"]
+
+
+def test_a_server_stopped_mid_table_then_restarted(
+    scram_server, source: Path, tmp_path, reference
+) -> None:
+    from runbook.target import create_database
+
+    create_database(scram_server.target(), "resume_stop")
+    target: Target = scram_server.target("resume_stop")
+    env = {"DATABASE_URL": target.url, **SPLIT}
+    prepared = run(
+        ["run", str(source), "--run-dir", str(tmp_path / "a"), "--steps", "backup,schema"], env
+    )
+    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    process = subprocess.Popen(
+        command("run", str(source), "--run-dir", str(tmp_path / "a"), "--steps", "transfer"),
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for_loading(target, process)
+    time.sleep(reference["transfer_seconds"] / 3)
+    scram_server.stop("immediate")
+    output, _ = process.communicate(timeout=300)
+    scram_server.start()
+    assert scram_server.password not in output
+    again = run(["run", str(source), "--run-dir", str(tmp_path / "b")], env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert data_fingerprint(target, TABLES) == reference["content"]
