@@ -144,7 +144,11 @@ column_rules = {}"""
 Each table is streamed from the backup into PostgreSQL with `COPY`, primary keys preserved.
 Foreign keys are dropped for the load (the `drivers` ↔ `vehicles` cycle needs it), re-added and
 **validated** afterwards; every sequence is set past the largest id copied, so the application's
-next insert gets a fresh id. Nothing is written when step 02 found misfits.
+next insert gets a fresh id. Nothing is written when step 02 found misfits (unless
+`on_bad_rows="reject"`: then those rows, and the rows that depend on them, go to
+`rejects.jsonl` with their reason and the whole original row). Each key range is recorded as
+complete in the target in the same transaction that loads it: if the transfer is interrupted,
+run it again and it continues from there.
 
 **Check before going on:** every table shows the row count of step 01, all foreign keys are
 valid, every sequence is above its table's largest id, and the last line says PASS. The charts
@@ -174,8 +178,10 @@ show the rows/s of each table's COPY and the load over time.""",
 Counts prove little, so every table gets an **order-independent content checksum** computed on
 both engines from the same canonical form of each value; where a checksum differs, the rows that
 differ are shown side by side with their primary keys. Foreign keys, sequences and a few of the
-application's own queries are checked too. The last cell raises on **FAIL**, so papermill and CI
-fail with it.
+application's own queries are checked too. Every source row is accounted for: in the target, or
+in `rejects.jsonl`. The last table says which transfer attempt loaded which key ranges (more
+than one attempt when a transfer was interrupted and run again). The last cell raises on
+**FAIL**, so papermill and CI fail with it.
 
 **Check before switching the application over:** every bar in the chart is green (its checksum
 matches), no rows differ, every check passed, and the verdict on the last line is PASS.""",
@@ -192,6 +198,7 @@ matches), no rows differ, every check passed, and the verdict on the last line i
         ("code", "show.verify_chart(result)", []),
         ("code", "show.differences(result)", []),
         ("code", "show.checks_summary(result)", []),
+        ("code", "show.load_attempts(result)", []),
         ("code", "session.verdict(step, verify.raise_on_fail(result))", []),
     ],
 }

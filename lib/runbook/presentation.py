@@ -448,3 +448,15 @@ def reflect_notes(schema: dict[str, Any]) -> pd.DataFrame:
         if t["target"] != t["name"].lower()
     ]
     return summarize(pd.DataFrame(rows + reflected["notes"], columns=columns))
+
+
+def load_attempts(result: dict[str, Any]) -> pd.DataFrame:
+    """Which transfer attempt loaded how many key ranges and rows of each table (a run that
+    was interrupted and run again shows more than one attempt)."""
+    frame = pd.DataFrame(result.get("ranges", []), columns=["table", "attempt", "rows", "status"])
+    if frame.empty:
+        return pd.DataFrame([], columns=["table", "attempt", "ranges", "rows"])
+    grouped = frame.groupby(["table", "attempt"], sort=True).agg(
+        ranges=("rows", "size"), rows=("rows", "sum")
+    )
+    return grouped.reset_index()

@@ -30,7 +30,7 @@ from decimal import Decimal
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
-from runbook import rejects
+from runbook import ledger, rejects
 from runbook import source as sqlite_source
 from runbook.conversions import TargetType, conversion_for
 from runbook.errors import RunbookError
@@ -821,6 +821,8 @@ def verify(run: RunFolder, target: Target, *, workers: int | None = None) -> dic
         "foreign_keys": fks,
         "sequences": seqs,
         "application_queries": queries,
+        # which key ranges of which tables each transfer attempt loaded (from the target)
+        "ranges": ledger.ranges_by_attempt(target, run.read("backup")["sha256"]),
     }
     run.write("verify", result)
     return result
