@@ -5,7 +5,7 @@ archived notebook and its HTML show what happened instead of a widget without it
 from __future__ import annotations
 
 import os
-import sys
+import time
 from typing import Any
 
 TEXT = "text"
@@ -16,16 +16,33 @@ def text_mode() -> bool:
     return os.environ.get("RUNBOOK_PROGRESS", "").lower() == TEXT
 
 
-def bar(**kwargs: Any):
-    """A tqdm progress bar: `tqdm.auto` (a widget in JupyterLab) or, in text mode, a text bar on
-    stdout that prints its start and its end only (no carriage-return churn in the record)."""
-    if text_mode():
-        from tqdm.std import tqdm
+class TextProgress:
+    """Headless progress: one line per bar when it closes (bars of parallel loads would otherwise
+    interleave cursor movements in the archived record)."""
 
-        kwargs.setdefault("file", sys.stdout)
-        kwargs["mininterval"] = float("inf")
-        kwargs.setdefault("ascii", True)
-        return tqdm(**kwargs)
+    def __init__(self, total: int | None = None, desc: str = "", unit: str = "it", **_: Any):
+        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        self.started = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        seconds = time.perf_counter() - self.started
+        print(f"{self.desc}: {self.n} of {self.total} {self.unit} in {seconds:.1f} s", flush=True)
+
+    def __enter__(self) -> TextProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def bar(**kwargs: Any):
+    """A progress bar: `tqdm.auto` (a widget in JupyterLab) or, in text mode, one line on stdout
+    per bar when it closes."""
+    if text_mode():
+        return TextProgress(**kwargs)
     from tqdm.auto import tqdm
 
     return tqdm(**kwargs)
