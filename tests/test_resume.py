@@ -80,6 +80,21 @@ def load_status(target: Target) -> tuple[str | None, int]:
         return (status[0] if status else None), done.fetchone()[0]
 
 
+def planned_ranges(target: Target) -> int:
+    deadline = time.monotonic() + 60
+    while True:
+        with connect(target) as conn:
+            count = conn.execute("SELECT count(*) FROM runbook.ranges").fetchone()[0]
+        if count or time.monotonic() > deadline:
+            return count
+        time.sleep(0.02)
+
+
+def wait_for_ranges(target: Target, process: subprocess.Popen, done: int) -> None:
+    while load_status(target)[1] < done and process.poll() is None:
+        time.sleep(0.02)
+
+
 def wait_for_loading(target: Target, process: subprocess.Popen, limit: float = 120) -> None:
     deadline = time.monotonic() + limit
     while load_status(target)[0] != "loading":
@@ -105,8 +120,10 @@ def test_a_run_killed_during_the_transfer_ends_in_pass_when_run_again(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_loading(target, process)  # then a random moment within the transfer
-        time.sleep(random.Random(attempt).uniform(0, 0.9 * reference["transfer_seconds"]))
+        wait_for_loading(target, process)
+        # a random moment within the data load: after a random number of its key ranges
+        total = planned_ranges(target)
+        wait_for_ranges(target, process, random.Random(attempt).randint(0, total - 1))
         kill_tree(process)
         status, ranges_done = load_status(target)
         print(f"killed with the load {status}, {ranges_done} key ranges complete")
