@@ -168,6 +168,21 @@ def demo(scale: float, seed: int, report: bool = False) -> int:
     return run_steps(sample, None, list(STEPS), env_var=DEMO_URL_ENV, report=report)
 
 
+def reinsert(run_dir: Path, corrected: Path, env_var: str = "DATABASE_URL") -> int:
+    """Check and load corrected rejected rows into the run's target."""
+    from runbook.rejects import reinsert as load_corrected
+    from runbook.run import RunFolder
+
+    _load_dotenv(env_var)
+    target = resolve_target("", env_var)
+    check_ready(target)
+    counts = load_corrected(RunFolder(run_dir), target, corrected)
+    for table, count in counts.items():
+        print(f"{table:<20} {count:>8} corrected rows re-inserted")
+    print(f"Now re-verify: runbook run SOURCE --steps verify --run-dir {run_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runbook", description="Migrate the Cold Chain Dispatch System to PostgreSQL."
@@ -228,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("run_dir", type=Path, metavar="RUN_DIR")
 
+    fix = sub.add_parser(
+        "reinsert", help="load rejected rows after correcting them in a copy of rejects.jsonl"
+    )
+    fix.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    fix.add_argument("corrected", type=Path, metavar="CORRECTED.jsonl")
+    fix.add_argument("--database-url-env", default="DATABASE_URL")
+
     index = sub.add_parser("index", help="rewrite index.html of a runs folder")
     index.add_argument("runs", type=Path, nargs="?", help="runs folder (default runs/)")
 
@@ -265,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.command == "demo":
             return demo(args.scale, args.seed, args.report)
+        if args.command == "reinsert":
+            return reinsert(args.run_dir, args.corrected, args.database_url_env)
         if args.command == "audit":
             return audit_run(args.run_dir)
         if args.command == "index":

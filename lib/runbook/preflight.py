@@ -143,6 +143,16 @@ def _scan_dependents(
                     changed = True
 
 
+def scan_rows(conn: sqlite3.Connection, plans: dict[str, list[ColumnPlan]]) -> list[dict[str, Any]]:
+    """The misfits (values and NOT NULL) of the given tables in an open SQLite database, for
+    rows corrected by the operator before they are re-inserted."""
+    tables = {t.name: t for t in sqlite_source.reflect(conn)}
+    found = _Findings()
+    for name, table_plans in plans.items():
+        _scan_values(conn, tables[name], table_plans, found)
+    return found.listed
+
+
 def scan(backup: str, plans: list[ColumnPlan]) -> dict[str, Any]:
     """Run every conversion's misfit predicates, the NOT NULL and foreign-key checks, and follow
     foreign keys to the rows that depend on a misfit row; returns counts per (table, column,

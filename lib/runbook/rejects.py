@@ -105,3 +105,118 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
         entry["line"] = number
         entries.append(entry)
     return entries
+
+
+REINSERTED = "reinserted.db"
+
+
+def _source_ddl(backup: Path, tables: list[str]) -> list[str]:
+    conn = sqlite_source.open_readonly(backup)
+    try:
+        return [
+            conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [t]
+            ).fetchone()[0]
+            for t in tables
+        ]
+    finally:
+        conn.close()
+
+
+def reinsert(run: RunFolder, target: Any, corrected: Path) -> dict[str, int]:
+    """Load rejected rows the operator has corrected (a copy of rejects.jsonl with fixed `row`
+    values): every corrected row is checked by the same conversion rules first, and nothing is
+    written unless all fit; then they are loaded in one transaction, parents first, sequences
+    moved past them, and kept in `reinserted.db` so that 04_verify accounts for them."""
+    import sqlite3
+
+    from runbook.errors import RunbookError
+    from runbook.preflight import scan_rows
+    from runbook.schema import by_table, plans_from
+    from runbook.target import connect
+    from runbook.transfer import copy_line_sql, load_order, set_sequences
+
+    done = run.path / REINSERTED
+    if done.exists():
+        raise RunbookError(
+            "rows were already re-inserted for this run",
+            where=run.name,
+            fix="put every correction into one file, or migrate again into a fresh target",
+        )
+    ledger = {
+        (e["table"], json.dumps(e["pk"], sort_keys=True)) for e in read_ledger(run.path / LEDGER)
+    }
+    entries = read_ledger(corrected)
+    strangers = [
+        e for e in entries if (e["table"], json.dumps(e["pk"], sort_keys=True)) not in ledger
+    ]
+    if strangers:
+        first = strangers[0]
+        raise RunbookError(
+            f"line {first['line']} ({first['table']} {first['pk']}) is not a rejected row of "
+            "this run; nothing was written",
+            fix="re-insert only lines of this run's rejects.jsonl (values corrected, keys kept)",
+        )
+    plans = by_table(plans_from(run.read("schema")))
+    tables = [t for t in dict.fromkeys(e["table"] for e in entries)]
+    partial = run.path / (REINSERTED + ".partial")
+    partial.unlink(missing_ok=True)
+    work = sqlite3.connect(partial)
+    try:
+        sqlite_source.register_functions(work)
+        for statement in _source_ddl(run.backup_path, tables):
+            work.execute(statement)
+        for entry in entries:
+            columns = list(entry["row"])
+            marks = ", ".join("?" for _ in columns)
+            names = ", ".join(quote_ident(c) for c in columns)
+            try:
+                work.execute(
+                    f"INSERT INTO {quote_ident(entry['table'])} ({names}) VALUES ({marks})",
+                    list(entry["row"].values()),
+                )
+            except (sqlite3.Error, UnicodeEncodeError) as exc:
+                raise RunbookError(
+                    f"line {entry['line']} ({entry['table']} {entry['pk']}) cannot be read: {exc}",
+                    fix="correct the row's values in the file; nothing was written",
+                ) from None
+        work.commit()
+        misfits = scan_rows(work, {t: plans[t] for t in tables})
+        if misfits:
+            listed = "; ".join(
+                f"{m['table']} {m['pk']} column {m['column']}: {m['kind']} {m['value']}"
+                for m in misfits[:5]
+            )
+            raise RunbookError(
+                f"{len(misfits)} corrected values still do not fit: {listed}; nothing was written",
+                fix="correct these values in the file and run the re-insert again",
+            )
+        order = load_order(sqlite_source.reflect(work))
+        work.text_factory = bytes
+        counts: dict[str, int] = {}
+        with connect(target) as conn:
+            for table in [t for t in order if t in tables]:
+                table_plans = plans[table]
+                columns = ", ".join(quote_ident(p.pg_column) for p in table_plans)
+                pg_table = quote_ident(table_plans[0].pg_table)
+                with conn.cursor().copy(f"COPY {pg_table} ({columns}) FROM STDIN") as copy:
+                    for (line,) in work.execute(copy_line_sql(table, table_plans)):
+                        copy.write(line)
+                        counts[table] = counts.get(table, 0) + 1
+            set_sequences(conn, [plans[t][0].pg_table for t in tables])  # commits
+    except Exception as exc:
+        work.close()
+        partial.unlink(missing_ok=True)
+        import psycopg
+
+        if isinstance(exc, psycopg.Error):
+            message = str(exc).strip().splitlines()[0]
+            raise RunbookError(
+                f"the corrected rows could not be loaded: {message}; nothing was written",
+                fix="a corrected row refers to a row that is not in the target: re-insert its "
+                "parent in the same file, or correct the reference",
+            ) from None
+        raise
+    work.close()
+    partial.replace(done)
+    return counts

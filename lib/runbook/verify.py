@@ -643,6 +643,8 @@ def checksums(
             )
             parts.append((name, source_where, bounds.format(key=target_key)))
     parts.sort(key=lambda part: order.index(part[0]))
+    reinserted = reinserted_keys(run, shapes)
+    parts = [(n, sw, _without(shapes[n], reinserted.get(n, []), tw)) for n, sw, tw in parts]
     source_parts: dict[int, dict[int, list[int]]] = {}
     local = {
         i for i, (name, _, _) in enumerate(parts) if any(p.options for p in shapes[name].plans)
@@ -680,8 +682,50 @@ def checksums(
             backup, target, shapes[name], wheres[name], source_sums[name], target_sums[name]
         )
         result["rejected_rows"] = len(rejected.get(name, []))
+        result["reinserted_rows"] = len(reinserted.get(name, []))
+        result["reinserted_in_target"] = _reinserted_present(
+            target, shapes[name], reinserted.get(name)
+        )
         results.append(result)
     return results
+
+
+def reinserted_keys(run: RunFolder, shapes: dict[str, _Shape]) -> dict[str, list[int]]:
+    """Keys of the rows the operator corrected and re-inserted (rejects.reinsert): they are in
+    the target but, being corrected, not as in the source, so the comparison leaves them out
+    and accounts for them by count."""
+    path = run.path / rejects.REINSERTED
+    if not path.exists():
+        return {}
+    conn = sqlite_source.open_readonly(path)
+    try:
+        keys = {}
+        for name in set(sqlite_source.table_names(conn)) & set(shapes):
+            column = quote_ident(shapes[name].key[0]) if shapes[name].key else "rowid"
+            keys[name] = [k for (k,) in conn.execute(f"SELECT {column} FROM {quote_ident(name)}")]
+        return keys
+    finally:
+        conn.close()
+
+
+def _reinserted_present(target: Target, shape: _Shape, keys: list[int] | None) -> int:
+    """How many of the re-inserted keys the target holds (all of them, unless altered since)."""
+    if not keys:
+        return 0
+    with connect(target) as conn:
+        sql = (
+            f"SELECT count(*) FROM {quote_ident(shape.target)} "
+            f"WHERE {shape._key(1)} IN ({', '.join(str(int(k)) for k in keys)})"
+        )
+        return conn.execute(sql).fetchone()[0]
+
+
+def _without(shape: _Shape, keys: list[int], where: str) -> str:
+    """A target-side predicate leaving out the re-inserted keys."""
+    if not keys:
+        return where
+    excluded = f"{shape._key(1)} NOT IN ({', '.join(str(int(k)) for k in keys)})"
+    return f"({where}) AND {excluded}" if where else excluded
 
 
 def foreign_keys(target: Target, expected: list[dict[str, str]]) -> list[dict[str, Any]]:
@@ -760,6 +804,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _reinserted_ids(run: RunFolder) -> dict[str, list[int]]:
+    path = run.path / rejects.REINSERTED
+    if not path.exists():
+        return {}
+    conn = sqlite_source.open_readonly(path)
+    try:
+        names = set(sqlite_source.table_names(conn)) & set(_QUERY_TABLES)
+        return {t: [int(i) for (i,) in conn.execute(f"SELECT id FROM {t}")] for t in names}
+    finally:
+        conn.close()
+
+
 def application_queries(run: RunFolder, target: Target) -> list[dict[str, Any]]:
     """A few of the application's own queries, run on both engines, results compared."""
     conn = sqlite_source.open_readonly(run.backup_path)
@@ -771,8 +827,15 @@ def application_queries(run: RunFolder, target: Target) -> list[dict[str, Any]]:
                 t: f"(SELECT * FROM {t} WHERE {row_filter(t, rejected)})" if rejected.get(t) else t
                 for t in _QUERY_TABLES
             }
+            fixed = _reinserted_ids(run)  # corrected rows: not compared with the source
+            pg_tables = {
+                t: f"(SELECT * FROM {t} WHERE id NOT IN ({', '.join(map(str, fixed[t]))}))"
+                if fixed.get(t)
+                else t
+                for t in _QUERY_TABLES
+            }
             for name, template in APPLICATION_QUERIES.items():
-                sql = template.format(**{t: t for t in _QUERY_TABLES})
+                sql = template.format(**pg_tables)
                 left = [[_plain(v) for v in row] for row in conn.execute(template.format(**loaded))]
                 right = [[_plain(v) for v in row] for row in pg.execute(sql)]
                 results.append(
@@ -793,6 +856,11 @@ def verify(run: RunFolder, target: Target, *, workers: int | None = None) -> dic
     queries = application_queries(run, target) if schema["mode"] == "alembic" else []
     failures = []
     for table in tables:
+        if table.get("reinserted_rows") != table.get("reinserted_in_target", 0):
+            failures.append(
+                f"{table['table']}: {table['reinserted_rows']} corrected rows were re-inserted, "
+                f"{table['reinserted_in_target']} are in the target"
+            )
         if table["source_rows"] != table["target_rows"]:
             failures.append(
                 f"{table['table']}: {table['source_rows']} source rows, "
