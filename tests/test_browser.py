@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -237,8 +238,14 @@ def saved_cells(lab: dict, name: str, timeout: float = 30) -> list[dict]:
     url = f"{lab['base']}/api/contents/{name}.ipynb?token={lab['token']}"
     deadline = time.monotonic() + timeout
     while True:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            cells = json.loads(response.read())["content"]["cells"]
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                cells = json.loads(response.read())["content"]["cells"]
+        except urllib.error.HTTPError:  # read while the save is being written: ask again
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+            continue
         last = [o.get("text", "") for o in cells[-1].get("outputs", [])]
         if any(f"{name}: PASS" in text for text in last) or time.monotonic() > deadline:
             return cells
