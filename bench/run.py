@@ -385,6 +385,11 @@ def main() -> int:
     default_data = Path(tempfile.gettempdir()) / "runbook-bench"
     parser.add_argument("--data-dir", type=Path, default=default_data)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per method; fastest kept")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other scales of bench/results/latest.json"
+    )
+    parser.add_argument("--repeat-max-scale", type=float, default=3, help="scales above run once")
     parser.add_argument(
         "--pgloader-max-scale",
         type=float,
@@ -425,29 +430,66 @@ def main() -> int:
         entry: dict = {"rows": rows, "bytes": sample.stat().st_size}
         work = args.data_dir / f"work-scale{scale}"
         work.mkdir(exist_ok=True)
-        if "copy" in methods:
-            print(f"scale {scale}: psql \\copy …", flush=True)
-            entry["copy"] = bench_copy(sample, work, admin)
-        if "pgloader" in methods and float(scale) > args.pgloader_max_scale:
-            note = f"scale {scale}: pgloader skipped (above --pgloader-max-scale)"
-            print(note)
-            result["notes"].append(note)
-        elif "pgloader" in methods:
-            print(f"scale {scale}: pgloader …", flush=True)
-            try:
-                entry["pgloader"] = bench_pgloader(sample, admin)
-            except RuntimeError as exc:
-                entry["pgloader_error"] = str(exc)[-500:]
-                result["notes"].append(f"scale {scale}: pgloader failed: {str(exc)[-200:]}")
-        if "ours" in methods:
-            print(f"scale {scale}: runbook transfer and verify …", flush=True)
-            run, target = prepare_run(sample, work, admin, "bench_ours")
-            entry["ours"] = bench_ours(run, target, args.workers or None)
+        repeat = args.repeat if float(scale) <= args.repeat_max_scale else 1
+        runs: dict[str, list] = {"copy": [], "pgloader": [], "ours": []}
+        for attempt in range(repeat):
+            label = f" (run {attempt + 1} of {repeat})" if repeat > 1 else ""
+            if "copy" in methods:
+                print(f"scale {scale}: psql \\copy{label} …", flush=True)
+                runs["copy"].append(bench_copy(sample, work, admin))
+            if "pgloader" in methods and float(scale) > args.pgloader_max_scale:
+                if attempt == 0:
+                    note = f"scale {scale}: pgloader skipped (above --pgloader-max-scale)"
+                    print(note)
+                    result["notes"].append(note)
+            elif "pgloader" in methods and shutil.which("pgloader"):
+                print(f"scale {scale}: pgloader{label} …", flush=True)
+                try:
+                    runs["pgloader"].append(bench_pgloader(sample, admin))
+                except RuntimeError as exc:
+                    entry["pgloader_error"] = str(exc)[-500:]
+                    result["notes"].append(f"scale {scale}: pgloader failed: {str(exc)[-200:]}")
+            if "ours" in methods:
+                print(f"scale {scale}: runbook transfer and verify{label} …", flush=True)
+                run, target = prepare_run(sample, work, admin, "bench_ours")
+                runs["ours"].append(bench_ours(run, target, args.workers or None))
+        # the machine may be shared: of repeated runs, each method's fastest is kept (its
+        # peak memory is the largest seen); every run is in "runs"
+        if runs["copy"]:
+            entry["copy"] = min(runs["copy"], key=lambda r: r["total"]["seconds"])
+        if runs["pgloader"]:
+            entry["pgloader"] = min(runs["pgloader"], key=lambda r: r["seconds"])
+            entry["pgloader"]["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs["pgloader"])
+        if runs["ours"]:
+            best = {
+                step: min((r[step] for r in runs["ours"]), key=lambda m: m["seconds"])
+                for step in ("transfer", "verify")
+            }
+            for step in best:
+                best[step] = dict(best[step])
+                best[step]["peak_rss_mib"] = max(r[step]["peak_rss_mib"] for r in runs["ours"])
+            entry["ours"] = best
+        entry["runs"] = runs
         result["scales"][scale] = entry
         for name in ("bench_copy", "bench_pgloader", "bench_ours"):
             drop_database(admin, name)
         print(markdown({**result, "scales": {scale: entry}}), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    latest = args.out / "latest.json"
+    if args.merge and latest.exists():  # scales measured earlier (and not now) are kept
+        earlier = json.loads(latest.read_text())
+        kept = {s: e for s, e in earlier["scales"].items() if s not in result["scales"]}
+        if kept:
+            result["scales"] = dict(
+                sorted({**kept, **result["scales"]}.items(), key=lambda item: float(item[0]))
+            )
+            result["notes"] += [
+                f"scale {s}: from the run of {earlier['started_at']}" for s in kept
+            ] + [
+                n
+                for n in earlier.get("notes", [])
+                if n.split(":")[0] in {f"scale {s}" for s in kept}
+            ]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     text = json.dumps(result, indent=1)
     (args.out / f"bench-{stamp}.json").write_text(text + "\n")
