@@ -4,30 +4,19 @@ file that changed, runs/index.html listing every run, and the reviewer's HTML vi
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from commands import runbook
 
 from coldchain.sample import generate
 from runbook.reference import admin_target, fresh_database
 
 pytestmark = pytest.mark.e2e
 SCALE = 0.002
-
-
-def runbook(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runbook.cli", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from commands import runbook
 
 from coldchain.sample import generate
 from runbook.reference import REFERENCE_SCALE, REFERENCE_SEED, fresh_database
@@ -250,16 +251,6 @@ def saved_cells(lab: dict, name: str, timeout: float = 30) -> list[dict]:
         if any(f"{name}: PASS" in text for text in last) or time.monotonic() > deadline:
             return cells
         time.sleep(0.3)
-
-
-def runbook(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runbook.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_notebooks_in_jupyterlab_and_the_archive_index_in_chromium(

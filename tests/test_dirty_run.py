@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from commands import runbook
 from dirty_source import make_dirty_source
-from test_runbook_run import runbook
 
 from runbook.target import Target, connect
 

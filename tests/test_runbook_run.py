@@ -4,14 +4,12 @@ tampered target fails verification naming the rows; the password never reaches a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from commands import runbook
 
 from coldchain.sample import generate
 from runbook.backup import sha256_file
@@ -19,16 +17,6 @@ from runbook.target import Target, connect
 
 pytestmark = pytest.mark.e2e
 SCALE = 0.002
-
-
-def runbook(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runbook.cli", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def files_containing(folder: Path, secret: str) -> list[str]:

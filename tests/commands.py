@@ -1,0 +1,18 @@
+"""The runbook command as the tests run it: in a subprocess, with the test's environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def runbook(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`runbook ARGS` with `env` over this process's environment; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "runbook.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
