@@ -164,3 +164,39 @@ def test_a_server_stopped_mid_table_then_restarted(
     again = run(["run", str(source), "--run-dir", str(tmp_path / "b")], env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert data_fingerprint(target, TABLES) == reference["content"]
+
+
+def test_an_index_rebuilt_without_its_constraint_before_a_crash(tmp_path: Path) -> None:
+    """A crash between CREATE INDEX and ADD CONSTRAINT … USING INDEX leaves an index without
+    its unique constraint; the next run drops and rebuilds it, ending with Alembic's catalog."""
+    from test_transfer import catalog
+
+    from runbook import backup, schema, transfer
+    from runbook.run import RunFolder
+
+    sample = tmp_path / "dispatch.db"
+    generate(sample, scale=0.003, seed=11)
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    backup.snapshot(sample, run)
+    with fresh_database("runbook_resume_index") as target:
+        schema.prepare(run, target)
+        before = catalog(target)
+        build = transfer._build_index
+
+        def crash_after_the_index(conn, index):
+            if index["constraint_type"] == "u":
+                conn.execute(index["definition"])  # committed: the connection autocommits
+                raise RuntimeError("the server went away before ADD CONSTRAINT")
+            build(conn, index)
+
+        transfer._build_index = crash_after_the_index
+        try:
+            with pytest.raises(RuntimeError, match="went away"):
+                transfer.transfer(run, target, workers=2)
+        finally:
+            transfer._build_index = build
+        assert catalog(target) != before
+        result = transfer.transfer(run, target, workers=2)
+        assert result["attempt"] == 2
+        assert catalog(target) == before

@@ -588,18 +588,20 @@ def _secondary_indexes(conn: psycopg.Connection, tables: list[str]) -> list[dict
 
 
 def _drop(conn: psycopg.Connection, fks: list[dict], indexes: list[dict]) -> None:
+    """Drop foreign keys and indexes for the load; idempotent, since an interrupted rebuild can
+    leave an index whose unique constraint was not attached yet."""
     for fk in fks:
         conn.execute(
-            f"ALTER TABLE {quote_ident(fk['table'])} DROP CONSTRAINT {quote_ident(fk['name'])}"
+            f"ALTER TABLE {quote_ident(fk['table'])} "
+            f"DROP CONSTRAINT IF EXISTS {quote_ident(fk['name'])}"
         )
     for index in indexes:
         if index["constraint"]:
             conn.execute(
                 f"ALTER TABLE {quote_ident(index['table'])} "
-                f"DROP CONSTRAINT {quote_ident(index['constraint'])}"
+                f"DROP CONSTRAINT IF EXISTS {quote_ident(index['constraint'])}"
             )
-        else:
-            conn.execute(f"DROP INDEX public.{quote_ident(index['name'])}")
+        conn.execute(f"DROP INDEX IF EXISTS public.{quote_ident(index['name'])}")
     conn.commit()
 
 
