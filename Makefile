@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/runbook demo
 
 test: $(STAMP)
-	$(BIN)/ruff check lib tests scripts
-	$(BIN)/ruff format --check lib tests scripts
+	$(BIN)/ruff check lib tests scripts bench
+	$(BIN)/ruff format --check lib tests scripts bench
 	$(BIN)/python -m pytest
 
 # JupyterLab on 127.0.0.1 (the URL with its token is printed), notebooks/ open, and the python3
@@ -40,10 +40,10 @@ notebooks: $(STAMP)
 	$(BIN)/python scripts/regenerate_notebooks.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check lib tests scripts
+	$(BIN)/ruff check lib tests scripts bench
 
 format: $(STAMP)
-	$(BIN)/ruff format lib tests scripts
+	$(BIN)/ruff format lib tests scripts bench
 
 clean:
 	-$(BIN)/runbook server stop

@@ -46,11 +46,11 @@ def mask_text(text: str, *secrets: str) -> str:
 
 def url_password(url: str) -> str | None:
     """The password a URL carries, if any."""
-    password = urlsplit(_libpq_url(url)).password
+    password = urlsplit(libpq_url(url)).password
     return unquote(password) if password else None
 
 
-def _libpq_url(url: str) -> str:
+def libpq_url(url: str) -> str:
     """The URL in the `postgresql://` form libpq understands (driver suffix removed)."""
     for scheme in _SCHEMES:
         if url.startswith(scheme):
@@ -65,7 +65,7 @@ def sqlalchemy_url(url: str) -> str:
     """The URL for SQLAlchemy: psycopg 3 unless the URL names psycopg2 explicitly."""
     if url.startswith("postgresql+psycopg2://"):
         return url
-    return "postgresql+psycopg://" + _libpq_url(url)[len("postgresql://") :]
+    return "postgresql+psycopg://" + libpq_url(url)[len("postgresql://") :]
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -101,7 +101,7 @@ class Target:
     @property
     def database(self) -> str:
         """The database name."""
-        return urlsplit(_libpq_url(self.url)).path.lstrip("/") or "postgres"
+        return urlsplit(libpq_url(self.url)).path.lstrip("/") or "postgres"
 
     @property
     def password(self) -> str | None:
@@ -128,7 +128,7 @@ def resolve_target(url: str = "", env_var: str = "DATABASE_URL") -> Target:
                 fix=f"remove the password from the parameter and put the full URL in the "
                 f"environment variable {env_var} (or a .env file) instead",
             )
-        _libpq_url(url)
+        libpq_url(url)
         return Target(url, "external", "parameter")
     if os.environ.get(env_var):
         return Target(os.environ[env_var], "external", f"environment {env_var}")
@@ -174,7 +174,7 @@ def stop_embedded() -> bool:
 def connect(target: Target, **kwargs: object) -> psycopg.Connection:
     """Open a psycopg 3 connection, turning driver errors into one masked, actionable sentence."""
     try:
-        return psycopg.connect(_libpq_url(target.url), **kwargs)
+        return psycopg.connect(libpq_url(target.url), **kwargs)
     except psycopg.OperationalError as exc:
         raise connection_error(target, exc) from None
 

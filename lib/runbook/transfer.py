@@ -469,7 +469,7 @@ def _load_in_processes(
 ) -> None:
     """Stream the chunks on `workers` loader processes, largest first, each taking the next
     chunk when it is done with one."""
-    from runbook.target import _libpq_url
+    from runbook.target import libpq_url
 
     def done(chunk: _Chunk, outcome: dict[str, Any]) -> None:
         _record(chunk.table, outcome["rows"], outcome["bytes"], outcome["start"], outcome["end"])
@@ -479,7 +479,7 @@ def _load_in_processes(
         [(chunk, _chunk_job(chunk)) for chunk in chunks],
         workers,
         "runbook.transfer:_loader_start",
-        (_libpq_url(target.url), backup),
+        (libpq_url(target.url), backup),
         "runbook.transfer:_loader_run",
         done,
     )
