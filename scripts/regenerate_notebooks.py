@@ -158,7 +158,7 @@ show the rows/s of each table's COPY and the load over time.""",
         ("code", PARAMETERS + POLICY, ["parameters"]),
         (
             "code",
-            "from runbook import session, transfer\nfrom runbook import presentation as show\n\n"
+            "from runbook import presentation as show\nfrom runbook import session, transfer\n\n"
             + BEGIN.format(step="transfer"),
             [],
         ),
@@ -190,7 +190,7 @@ matches), no rows differ, every check passed, and the verdict on the last line i
         ("code", PARAMETERS, ["parameters"]),
         (
             "code",
-            "from runbook import session, verify\nfrom runbook import presentation as show\n\n"
+            "from runbook import presentation as show\nfrom runbook import session, verify\n\n"
             + BEGIN.format(step="verify"),
             [],
         ),

