@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from commands import runbook
+from fingerprint import fingerprint
 
 from coldchain.sample import generate
 from runbook.backup import sha256_file
@@ -163,6 +164,7 @@ def test_a_role_without_create_rights_fails_before_step_01_with_one_sentence(
     url = scram_server.target("locked").url.replace(
         f"postgres:{scram_server.password}@", "reader:reader-pw-777@"
     )
+    before = fingerprint(scram_server.target("locked"))
     done = runbook(
         "run", str(sample_db), "--run-dir", str(tmp_path / "run"), env={"DATABASE_URL": url}
     )
@@ -173,3 +175,19 @@ def test_a_role_without_create_rights_fails_before_step_01_with_one_sentence(
     assert not (tmp_path / "run" / "01_backup.ipynb").exists()
     assert "reader-pw-777" not in text
     assert files_containing(tmp_path / "run", "reader-pw-777") == []
+    assert fingerprint(scram_server.target("locked")) == before  # the target is untouched
+
+
+def test_a_missing_database_fails_before_step_01_with_one_sentence(
+    scram_server, sample_db: Path, tmp_path: Path
+) -> None:
+    url = scram_server.target("no_such_database").url
+    done = runbook(
+        "run", str(sample_db), "--run-dir", str(tmp_path / "run"), env={"DATABASE_URL": url}
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert 'database "no_such_database" does not exist' in text
+    assert "create the database first" in text
+    assert scram_server.password not in text
+    assert not (tmp_path / "run" / "01_backup.ipynb").exists()
