@@ -3,7 +3,6 @@ exports, and `manifest.json` with parameters (masked), versions, hashes and outc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -38,10 +37,6 @@ KEY_PACKAGES = (
     "pgserver",
     "coldchain-migration-runbook",
 )
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def file_hashes(folder: Path, exclude: tuple[str, ...] = ("manifest.json",)) -> dict[str, str]:

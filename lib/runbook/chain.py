@@ -4,7 +4,6 @@ link its successor recorded."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,10 @@ MANIFEST = "manifest.json"
 
 
 def sha256_of(path: Path) -> str:
-    """Hex sha256 of a (small) file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Hex sha256 of a file."""
+    from runbook.backup import sha256_file
+
+    return sha256_file(path)
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:

@@ -110,6 +110,27 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 REINSERTED = "reinserted.db"
 
 
+def reinserted_keys(run: RunFolder, key_columns: dict[str, str]) -> dict[str, list[int]]:
+    """Keys of the rows re-inserted by `reinsert`, for the tables given (table → key column)."""
+    path = run.path / REINSERTED
+    if not path.exists():
+        return {}
+    conn = sqlite_source.open_readonly(path)
+    try:
+        present = set(sqlite_source.table_names(conn)) & set(key_columns)
+        return {
+            table: [
+                key
+                for (key,) in conn.execute(
+                    f"SELECT {quote_ident(key_columns[table])} FROM {quote_ident(table)}"
+                )
+            ]
+            for table in present
+        }
+    finally:
+        conn.close()
+
+
 def _source_ddl(backup: Path, tables: list[str]) -> list[str]:
     conn = sqlite_source.open_readonly(backup)
     try:

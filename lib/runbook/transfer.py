@@ -683,20 +683,6 @@ def restore_schema(run: RunFolder, target: Target) -> dict[str, int]:
 # --- the step -------------------------------------------------------------------------------------
 
 
-def _require_empty(conn: psycopg.Connection, tables: list[str], target: Target) -> None:
-    occupied = [
-        name
-        for name in tables
-        if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {quote_ident(name)})").fetchone()[0]
-    ]
-    if occupied:
-        raise RunbookError(
-            f"target tables already hold rows: {', '.join(occupied)}; nothing was written",
-            where=target.display,
-            fix="migrate into an empty database (run 02_schema on a fresh one)",
-        )
-
-
 def set_sequences(conn: psycopg.Connection, tables: list[str]) -> list[dict[str, Any]]:
     """Move every column sequence past the largest key copied, so the next insert gets a new id."""
     results = []

@@ -49,13 +49,6 @@ MAX_DIFFERENCES = 50  # per table, shown and stored
 FETCH_ROWS = 5_000
 
 
-def row_hash(canonical: list[str | None]) -> int:
-    """64-bit hash of one row's canonical values (NULL distinct from '', unambiguous joins);
-    used where rows are compared one by one."""
-    text = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"))
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-
-
 def _canonical_row(row: tuple, canon: list) -> list[str | None]:
     return [None if value is None else fn(value) for value, fn in zip(row, canon, strict=True)]
 
@@ -482,34 +475,6 @@ def _target_rows(target: Target, sql: str):
         yield from cursor
 
 
-def table_checksums(
-    backup: str,
-    target: Target,
-    table: str,
-    plans: list[ColumnPlan],
-    key: tuple[str, ...],
-    *,
-    where: str = "",
-    integer_key: bool | None = None,
-    pool: ThreadPoolExecutor | None = None,
-) -> dict[str, Any]:
-    """Segment sums of one table on both engines (read at the same time), and the rows that
-    differ in any segment whose sums do not match. `where` selects the source rows that were to
-    be loaded (all but rejected ones)."""
-    if integer_key is None:
-        integer_key = len(key) == 1
-    shape = _Shape(table, plans[0].pg_table, plans, key, integer_key)
-    own = pool is None
-    pool = pool or ThreadPoolExecutor(max_workers=2)
-    try:
-        source_job = pool.submit(_source_sums, backup, shape, where)
-        target_job = pool.submit(_target_sums, target, shape)
-        return _compare(backup, target, shape, where, source_job.result(), target_job.result())
-    finally:
-        if own:
-            pool.shutdown()
-
-
 def _compare(
     backup: str,
     target: Target,
@@ -643,7 +608,11 @@ def checksums(
             )
             parts.append((name, source_where, bounds.format(key=target_key)))
     parts.sort(key=lambda part: order.index(part[0]))
-    reinserted = reinserted_keys(run, shapes)
+    # rows the operator corrected and re-inserted: in the target, but not as in the source, so
+    # the comparison leaves them out and accounts for them by count
+    reinserted = rejects.reinserted_keys(
+        run, {name: shape.key[0] if shape.key else "rowid" for name, shape in shapes.items()}
+    )
     parts = [(n, sw, _without(shapes[n], reinserted.get(n, []), tw)) for n, sw, tw in parts]
     source_parts: dict[int, dict[int, list[int]]] = {}
     local = {
@@ -688,24 +657,6 @@ def checksums(
         )
         results.append(result)
     return results
-
-
-def reinserted_keys(run: RunFolder, shapes: dict[str, _Shape]) -> dict[str, list[int]]:
-    """Keys of the rows the operator corrected and re-inserted (rejects.reinsert): they are in
-    the target but, being corrected, not as in the source, so the comparison leaves them out
-    and accounts for them by count."""
-    path = run.path / rejects.REINSERTED
-    if not path.exists():
-        return {}
-    conn = sqlite_source.open_readonly(path)
-    try:
-        keys = {}
-        for name in set(sqlite_source.table_names(conn)) & set(shapes):
-            column = quote_ident(shapes[name].key[0]) if shapes[name].key else "rowid"
-            keys[name] = [k for (k,) in conn.execute(f"SELECT {column} FROM {quote_ident(name)}")]
-        return keys
-    finally:
-        conn.close()
 
 
 def _reinserted_present(target: Target, shape: _Shape, keys: list[int] | None) -> int:
@@ -804,18 +755,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _reinserted_ids(run: RunFolder) -> dict[str, list[int]]:
-    path = run.path / rejects.REINSERTED
-    if not path.exists():
-        return {}
-    conn = sqlite_source.open_readonly(path)
-    try:
-        names = set(sqlite_source.table_names(conn)) & set(_QUERY_TABLES)
-        return {t: [int(i) for (i,) in conn.execute(f"SELECT id FROM {t}")] for t in names}
-    finally:
-        conn.close()
-
-
 def application_queries(run: RunFolder, target: Target) -> list[dict[str, Any]]:
     """A few of the application's own queries, run on both engines, results compared."""
     conn = sqlite_source.open_readonly(run.backup_path)
@@ -827,7 +766,8 @@ def application_queries(run: RunFolder, target: Target) -> list[dict[str, Any]]:
                 t: f"(SELECT * FROM {t} WHERE {row_filter(t, rejected)})" if rejected.get(t) else t
                 for t in _QUERY_TABLES
             }
-            fixed = _reinserted_ids(run)  # corrected rows: not compared with the source
+            # corrected rows: not compared with the source
+            fixed = rejects.reinserted_keys(run, dict.fromkeys(_QUERY_TABLES, "id"))
             pg_tables = {
                 t: f"(SELECT * FROM {t} WHERE id NOT IN ({', '.join(map(str, fixed[t]))}))"
                 if fixed.get(t)
