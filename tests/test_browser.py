@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -234,23 +233,33 @@ def screenshot_whole_notebook(page: Page, path: Path) -> None:
     page.set_viewport_size({"width": 1400, "height": 900})
 
 
-def saved_cells(lab: dict, name: str, timeout: float = 30) -> list[dict]:
-    """The notebook's cells as the server has them once the save of the run reached it."""
-    url = f"{lab['base']}/api/contents/{name}.ipynb?token={lab['token']}"
+def saved_cells(page: Page, lab: dict, name: str, timeout: float = 60) -> list[dict]:
+    """The notebook's cells as the UI's save wrote them to disk: Save through the menu, then read
+    the file until it holds the verdict (saving again every 15 s, as a person would)."""
+    path = lab["notebooks"] / f"{name}.ipynb"
     deadline = time.monotonic() + timeout
-    while True:
+    saved_at = -1e9
+    seen = "nothing yet"
+    while time.monotonic() < deadline:
+        if time.monotonic() - saved_at > 15:
+            menu(page, "File", "Save Notebook")
+            saved_at = time.monotonic()
         try:
-            with urllib.request.urlopen(url, timeout=30) as response:
-                cells = json.loads(response.read())["content"]["cells"]
-        except urllib.error.HTTPError:  # read while the save is being written: ask again
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-            continue
-        last = [o.get("text", "") for o in cells[-1].get("outputs", [])]
-        if any(f"{name}: PASS" in text for text in last) or time.monotonic() > deadline:
-            return cells
-        time.sleep(0.3)
+            cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        except (OSError, ValueError) as exc:  # absent or half-written while the server saves
+            seen = f"{type(exc).__name__}: {exc}"
+        else:
+            last = [o.get("text", "") for o in cells[-1].get("outputs", [])]
+            if any(f"{name}: PASS" in "".join(text) for text in last):
+                return cells
+            seen = f"last cell outputs {last!r:.300}"
+        page.wait_for_timeout(500)
+    files = sorted(p.name for p in lab["notebooks"].iterdir())
+    log = (lab["tmp"] / "jupyterlab.log").read_text(errors="replace")[-3000:]
+    raise AssertionError(
+        f"{name}: the saved notebook never held the verdict ({seen}); "
+        f"notebooks folder: {files}; JupyterLab log tail:\n{log}"
+    )
 
 
 def test_notebooks_in_jupyterlab_and_the_archive_index_in_chromium(
@@ -305,8 +314,7 @@ def test_notebooks_in_jupyterlab_and_the_archive_index_in_chromium(
                 assert folder, f"{name}: no run folder line"
                 run_folders.append(folder.groups())
                 screenshot_whole_notebook(page, shots / f"{name}.png")
-                menu(page, "File", "Save Notebook")
-                cells = saved_cells(lab, name)
+                cells = saved_cells(page, lab, name)
                 outputs = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
                 assert not [o for o in outputs if o["output_type"] == "error"], name
 
