@@ -7,10 +7,13 @@ import subprocess
 import sys
 
 
-def runbook(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """`runbook ARGS` with `env` over this process's environment; output captured."""
+def runbook(
+    *args: str, env: dict[str, str], wrapper: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """`runbook ARGS` with `env` over this process's environment, started through `wrapper`
+    (e.g. setpriv) when given; output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "runbook.cli", *args],
+        [*wrapper, sys.executable, "-m", "runbook.cli", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -3,6 +3,8 @@ no password in any output, and the target exactly as it was (catalog and data fi
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -68,3 +70,42 @@ def test_a_bad_source_leaves_the_target_untouched(scram_server, tmp_path: Path, 
     assert CASES[kind] in text and "What to do" in text
     assert scram_server.password not in text
     assert fingerprint(target) == before
+
+
+def without_root_file_access() -> tuple[str, ...]:
+    """A command prefix under which this process cannot read a mode-000 file: none for a normal
+    user; for root, setpriv dropping the two capabilities that let root read any file."""
+    if os.geteuid() != 0:
+        return ()
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root and setpriv (util-linux) is missing: root reads any file")
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+def test_a_file_without_read_permission_is_refused_before_anything_is_written(
+    scram_server, tmp_path: Path
+) -> None:
+    from runbook.target import create_database
+
+    create_database(scram_server.target(), "bad_source_unreadable")
+    target = scram_server.target("bad_source_unreadable")
+    before = fingerprint(target)
+    source = tmp_path / "dispatch.db"
+    source.write_bytes(_sample(tmp_path))
+    source.chmod(0o000)
+    run = tmp_path / "run"
+    done = runbook(
+        "run",
+        str(source),
+        "--run-dir",
+        str(run),
+        env={"DATABASE_URL": target.url},
+        wrapper=without_root_file_access(),
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode != 0, text
+    assert f"the source {source} cannot be read (permission denied)" in text, text
+    assert "What to do" in text
+    assert scram_server.password not in text
+    assert fingerprint(target) == before
+    assert not (run / "backup.json").exists()

@@ -191,3 +191,34 @@ def test_a_missing_database_fails_before_step_01_with_one_sentence(
     assert "create the database first" in text
     assert scram_server.password not in text
     assert not (tmp_path / "run" / "01_backup.ipynb").exists()
+
+
+@pytest.fixture(scope="module")
+def old_server():
+    """A PostgreSQL 11 server (older than the runbook supports), with password authentication."""
+    from throwaway_server import ThrowawayServer, old_server_binaries
+
+    server = ThrowawayServer(old_server_binaries())
+    yield server
+    server.close()
+
+
+def test_a_server_older_than_postgresql_12_fails_before_step_01_with_one_sentence(
+    old_server, sample_db: Path, tmp_path: Path
+) -> None:
+    from runbook.target import server_version
+
+    target = old_server.target()
+    assert server_version(target).startswith("PostgreSQL 11.")
+    before = fingerprint(target)
+    done = runbook(
+        "run", str(sample_db), "--run-dir", str(tmp_path / "run"), env={"DATABASE_URL": target.url}
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "the target runs PostgreSQL 11.22, older than PostgreSQL 12" in text, text
+    assert "migrate into PostgreSQL 12 or newer" in text
+    assert old_server.password not in text
+    assert files_containing(tmp_path / "run", old_server.password) == []
+    assert not (tmp_path / "run" / "01_backup.ipynb").exists()
+    assert fingerprint(target) == before

