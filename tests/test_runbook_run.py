@@ -143,6 +143,7 @@ def test_run_with_password_authentication_and_a_wrong_password(
     assert files_containing(tmp_path / "ok", scram_server.password) == []
 
     wrong = scram_server.target("coldchain", password="not-the-password-31337")
+    before = fingerprint(good)
     failed = runbook(
         "run", str(sample_db), "--run-dir", str(tmp_path / "bad"), env={"DATABASE_URL": wrong.url}
     )
@@ -150,6 +151,8 @@ def test_run_with_password_authentication_and_a_wrong_password(
     assert failed.returncode != 0
     assert "password authentication failed" in text and "check the user and password" in text
     assert "not-the-password-31337" not in text
+    assert not (tmp_path / "bad" / "01_backup.ipynb").exists()
+    assert fingerprint(good) == before  # the loaded target is exactly as the good run left it
 
 
 def test_a_role_without_create_rights_fails_before_step_01_with_one_sentence(
@@ -182,6 +185,9 @@ def test_a_missing_database_fails_before_step_01_with_one_sentence(
     scram_server, sample_db: Path, tmp_path: Path
 ) -> None:
     url = scram_server.target("no_such_database").url
+    databases = "SELECT datname FROM pg_database ORDER BY 1"
+    with connect(scram_server.target()) as conn:
+        before = conn.execute(databases).fetchall()
     done = runbook(
         "run", str(sample_db), "--run-dir", str(tmp_path / "run"), env={"DATABASE_URL": url}
     )
@@ -191,6 +197,8 @@ def test_a_missing_database_fails_before_step_01_with_one_sentence(
     assert "create the database first" in text
     assert scram_server.password not in text
     assert not (tmp_path / "run" / "01_backup.ipynb").exists()
+    with connect(scram_server.target()) as conn:
+        assert conn.execute(databases).fetchall() == before  # nothing created on the server
 
 
 @pytest.fixture(scope="module")
