@@ -156,4 +156,6 @@ def with_rules(conversion: Conversion, options: tuple[str, ...], *, where: str =
         render=render,
         checks=checks,
         canonical=canonical,
+        wire=None,  # a ruled value goes as the rule's COPY text,
+        sql_canonical=None,  # and is compared in its canonical form from Python
     )

@@ -43,7 +43,7 @@ from psycopg.types.numeric import DecimalBinaryDumper
 
 from runbook import ledger
 from runbook import source as sqlite_source
-from runbook.conversions import PYTHON_REPR, TargetType, conversion_for
+from runbook.conversions import TargetType, Wire, conversion_for
 from runbook.errors import RunbookError
 from runbook.run import RunFolder
 from runbook.source import quote_ident
@@ -109,69 +109,14 @@ class _NumericText(Dumper):
 
 _WIRE_DUMPERS = (_NumericText,)
 
-_EPOCH_2000 = 946_684_800  # unix time of 2000-01-01 00:00:00, PostgreSQL's epoch
 
-
-def _timestamp_micros(col: str) -> str:
-    # 'YYYY-MM-DD HH:MM[:SS[.f…]]' (space or T; the preflight admits nothing else): whole
-    # seconds by unixepoch() of the first 19 characters, the fraction padded to 6 digits
-    return (
-        f"(unixepoch(substr({col}, 1, 19)) - {_EPOCH_2000}) * 1000000 "
-        f"+ CAST(substr({col} || '000000', 21, 6) AS INTEGER)"
-    )
-
-
-def _time_micros(col: str) -> str:
-    return (
-        f"(CAST(substr({col}, 1, 2) AS INTEGER) * 3600 + CAST(substr({col}, 4, 2) AS INTEGER) * 60 "
-        f"+ CAST(substr({col}, 7, 2) AS INTEGER)) * 1000000 "
-        f"+ CAST(substr({col} || '000000', 10, 6) AS INTEGER)"
-    )
-
-
-def _date_days(col: str) -> str:
-    return f"CAST(julianday({col}) - 2451544.5 AS INTEGER)"
-
-
-def _wire(plan: ColumnPlan) -> tuple[str, str] | None:
-    """(SQLite expression, type whose binary dumper packs its value) for a column with a plain
-    conversion; None where only the conversion's text rendering is right. Binary COPY carries
-    no type per field, so a timestamp goes as the int8 of its microseconds since 2000-01-01
-    (its binary form), a date as the int4 of its days, a time as the int8 of its microseconds,
-    jsonb as its version byte 1 and the text: all packed by psycopg's C dumpers."""
-    if plan.options or plan.rule is not conversion_for(plan.target_type):
+def _wire(plan: ColumnPlan) -> Wire | None:
+    """What SQLite computes for binary COPY of a column with its type's plain conversion (the
+    conversion table's `wire`); None where only the conversion's text rendering is right (an
+    explicit rule, a conversion chosen for mixed data)."""
+    if plan.options or plan.rule is not conversion_for(plan.target_type) or not plan.rule.wire:
         return None
-    col = quote_ident(plan.column)
-    kind = TargetType(plan.target_type)
-    base = kind.base
-    simple = {
-        "smallint": "int2",
-        "integer": "int4",
-        "bigint": "int8",
-        "double precision": "float8",
-        "real": "float4",
-        "character varying": "text",
-        "character": "text",
-        "text": "text",
-        "bytea": "bytea",
-    }
-    if base in simple:
-        return col, simple[base]
-    if base in ("json", "jsonb"):
-        text = f"CASE typeof({col}) WHEN 'real' THEN {PYTHON_REPR}({col}) ELSE {col} END"
-        return (f"char(1) || {text}" if base == "jsonb" else f"CAST({text} AS TEXT)"), "text"
-    if base == "boolean":  # the conversion's own rendering decides which values are true
-        render = plan.rule.render(col, kind)
-        return f"CASE {col} WHEN 1 THEN 1 WHEN 0 THEN 0 ELSE ({render}) = 't' END", "bool"
-    if base == "numeric":
-        return plan.rule.render(col, kind), "numeric"
-    if base == "timestamp without time zone":
-        return _timestamp_micros(col), "int8"
-    if base == "date":
-        return _date_days(col), "int4"
-    if base == "time without time zone":
-        return _time_micros(col), "int8"
-    return None
+    return plan.rule.wire(quote_ident(plan.column), TargetType(plan.target_type))
 
 
 # --- loading ------------------------------------------------------------------------------------

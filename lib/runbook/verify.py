@@ -58,54 +58,12 @@ def _canonical_row(row: tuple, canon: list) -> list[str | None]:
 
 def _sql_canonical(plan: ColumnPlan) -> tuple[str, str] | None:
     """(SQLite expression, PostgreSQL expression) giving the same non-NULL text for the same
-    value, or None where the canonical form needs Python (or the value is a double)."""
-    if plan.options or plan.rule is not conversion_for(plan.target_type):
+    value (the conversion table's `sql_canonical`), or None where the canonical form needs
+    Python (or the value is a double)."""
+    if not _is_plain(plan) or not plan.rule.sql_canonical:
         return None
     s, p = quote_ident(plan.column), quote_ident(plan.pg_column)
-    base = TargetType(plan.target_type).base
-
-    def null(source: str, target: str) -> tuple[str, str]:
-        # a NOT NULL target column holds no NULL (the preflight refused them in the source)
-        if not plan.nullable:
-            return source, target
-        return f"coalesce({source}, 'N')", f"coalesce({target}, 'N')"
-
-    if base in ("smallint", "integer", "bigint"):
-        return null(s, f"{p}::text") if plan.nullable else (s, p)
-    if base == "boolean":
-        render = plan.rule.render(s, TargetType(plan.target_type))
-        return null(render, f"CASE WHEN {p} THEN 't' WHEN NOT {p} THEN 'f' END")
-    # dates and times as PostgreSQL prints them with DateStyle ISO (set by the reader): the
-    # fraction of a second without trailing zeros (measured: 3× cheaper than to_char)
-    if base == "timestamp without time zone":
-        iso = f"replace({s}, 'T', ' ')"
-        return null(
-            f"CASE length({s}) WHEN 19 THEN {iso} WHEN 16 THEN {iso} || ':00' "
-            f"ELSE rtrim(rtrim({iso}, '0'), '.') END",
-            f"{p}::text",
-        )
-    if base == "date":
-        return null(s, f"{p}::text")
-    if base == "time without time zone":
-        return null(
-            f"CASE length({s}) WHEN 8 THEN {s} WHEN 5 THEN {s} || ':00' "
-            f"ELSE rtrim(rtrim({s}, '0'), '.') END",
-            f"{p}::text",
-        )
-    if base in ("character varying", "text"):
-        return null(f"length({s}) || ':' || {s}", f"length({p}) || ':' || {p}")
-    if base == "bytea":
-        # SQLite's hex(NULL) is '', not NULL
-        return (
-            f"CASE WHEN {s} IS NULL THEN 'N' ELSE lower(hex({s})) END",
-            f"coalesce(encode({p}, 'hex'), 'N')",
-        )
-    if base == "numeric":  # the decimal it denotes, without trailing zeros
-        return null(
-            f"CASE typeof({s}) WHEN 'real' THEN printf('%.15g', {s}) ELSE CAST({s} AS TEXT) END",
-            f"trim_scale({p})::text",
-        )
-    return None
+    return plan.rule.sql_canonical(s, p, TargetType(plan.target_type), plan.nullable)
 
 
 def _is_plain(plan: ColumnPlan) -> bool:
