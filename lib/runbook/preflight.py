@@ -34,6 +34,9 @@ REASONS = {
     "too_long": "longer than the column's character limit",
     "orphan_foreign_key": "refers to a row that does not exist",
     "depends_on_rejected": "refers to a row that is itself rejected",
+    "duplicate_after_conversion": (
+        "distinct in SQLite, equal once converted, under a unique index or primary key"
+    ),
 }
 
 
@@ -79,6 +82,71 @@ def _scan_values(
             for rowid, *key, value in conn.execute(sql):
                 pk = dict(zip(key_names, key, strict=True))
                 found.add(table.name, rowid, pk, plan.column, kind, _shorten(value))
+
+
+def _unique_keys(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[tuple[str, ...]]:
+    """The column sets SQLite keeps unique in a table (primary key and full unique indexes;
+    partial and expression indexes are left out)."""
+    keys = []
+    for _, name, unique, _, partial in conn.execute(
+        f"PRAGMA index_list({quote_ident(table.name)})"
+    ):
+        if not unique or partial:
+            continue
+        columns = tuple(r[2] for r in conn.execute(f"PRAGMA index_info({quote_ident(name)})"))
+        if columns and None not in columns:
+            keys.append(columns)
+    return keys
+
+
+_SAME_EQUALITY = {"integer", "float8", "blob-hex", "text"}  # conversions SQLite compares alike
+
+
+def _as_postgres_compares(plan: ColumnPlan, col: str) -> str | None:
+    """SQL giving equal results for source values PostgreSQL will hold as equal (its canonical
+    text, or the COPY text of a ruled value); None where SQLite's equality is already the same."""
+    kind = target_type(plan)
+    if plan.options:
+        return plan.rule.render(col, kind)
+    if plan.rule.name in _SAME_EQUALITY:
+        return f"rtrim({col}, ' ')" if kind.base == "character" else None  # char(n) pads
+    if plan.rule.sql_canonical:
+        return plan.rule.sql_canonical(col, col, kind, False)[0]
+    return plan.rule.render(col, kind)
+
+
+def _scan_unique(
+    conn: sqlite3.Connection, table: sqlite_source.Table, plans: list[ColumnPlan], found: _Findings
+) -> None:
+    """Rows that SQLite holds as distinct but PostgreSQL would see as equal under a unique key
+    (e.g. '2025-01-01T10:00:00' and '2025-01-01 10:00:00' in a unique DATETIME column): the
+    index build after the load would fail, so they are found here, every one of them."""
+    by_column = {p.column: p for p in plans}
+    key_names, key_sql = _key_select(table)
+    for columns in _unique_keys(conn, table):
+        if not all(c in by_column for c in columns):
+            continue
+        compared = [_as_postgres_compares(by_column[c], quote_ident(c)) for c in columns]
+        if not any(compared):
+            continue  # PostgreSQL compares these values as SQLite does: its uniqueness carries
+        converted = [e or quote_ident(c) for e, c in zip(compared, columns, strict=True)]
+        present = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in columns)
+        value = f"json_array({', '.join(converted)})"
+        sql = (
+            f"SELECT rowid, {key_sql}, {value} FROM {quote_ident(table.name)} "
+            f"WHERE {present} AND {value} IN (SELECT {value} FROM {quote_ident(table.name)} "
+            f"WHERE {present} GROUP BY 1 HAVING count(*) > 1)"
+        )
+        for rowid, *key, converted_value in conn.execute(sql):
+            pk = dict(zip(key_names, key, strict=True))
+            found.add(
+                table.name,
+                rowid,
+                pk,
+                ", ".join(columns),
+                "duplicate_after_conversion",
+                f"{_shorten(converted_value)} is also another row's key",
+            )
 
 
 def _scan_orphans(
@@ -154,15 +222,17 @@ def scan_rows(conn: sqlite3.Connection, plans: dict[str, list[ColumnPlan]]) -> l
 
 
 def scan(backup: str, plans: list[ColumnPlan]) -> dict[str, Any]:
-    """Run every conversion's misfit predicates, the NOT NULL and foreign-key checks, and follow
-    foreign keys to the rows that depend on a misfit row; returns counts per (table, column,
-    kind), the first MAX_LISTED findings, and the rowids of every row that cannot be loaded."""
+    """Run every conversion's misfit predicates, the NOT NULL, unique-key and foreign-key
+    checks, and follow foreign keys to the rows that depend on a misfit row; returns counts per
+    (table, column, kind), the first MAX_LISTED findings, and the rowids of every row that
+    cannot be loaded."""
     conn = sqlite_source.open_readonly(backup)
     tables = {t.name: t for t in sqlite_source.reflect(conn)}
     found = _Findings()
     try:
         for table_name, table_plans in by_table(plans).items():
             _scan_values(conn, tables[table_name], table_plans, found)
+            _scan_unique(conn, tables[table_name], table_plans, found)
         _scan_orphans(conn, tables, found)
         _scan_dependents(conn, tables, found)
     finally:
