@@ -44,6 +44,7 @@ def test_run_migrates_verifies_and_archives(
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "PASS" in done.stdout
+    assert "WARNING" not in output  # the kernels' start-up noise stays out of the run's output
 
     # the archive: 4 executed notebooks without errors, 4 HTML files, hashes that match
     notebooks = sorted(run_dir.glob("0*.ipynb"))
