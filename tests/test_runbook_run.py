@@ -28,6 +28,18 @@ def files_containing(folder: Path, secret: str) -> list[str]:
     ]
 
 
+def refused(sample_db: Path, run_dir: Path, url: str, secret: str) -> str:
+    """Run against a target that must be refused before step 01: the command's output, after
+    asserting a non-zero exit, no step 01 notebook, and `secret` in no output and no file."""
+    done = runbook("run", str(sample_db), "--run-dir", str(run_dir), env={"DATABASE_URL": url})
+    text = done.stdout + done.stderr
+    assert done.returncode != 0, text
+    assert not (run_dir / "01_backup.ipynb").exists()
+    assert secret not in text
+    assert files_containing(run_dir, secret) == []
+    return text
+
+
 @pytest.fixture
 def sample_db(tmp_path: Path) -> Path:
     path = tmp_path / "dispatch.db"
@@ -120,13 +132,9 @@ def test_run_migrates_verifies_and_archives(
 def test_unreachable_target_fails_before_backup_without_the_password(
     sample_db: Path, tmp_path: Path
 ) -> None:
-    env = {"DATABASE_URL": "postgresql://app:" + "pw-never-shown-42" + "@127.0.0.1:9/coldchain"}
-    done = runbook("run", str(sample_db), "--run-dir", str(tmp_path / "run"), env=env)
-    text = done.stdout + done.stderr
-    assert done.returncode != 0
+    url = "postgresql://app:" + "pw-never-shown-42" + "@127.0.0.1:9/coldchain"
+    text = refused(sample_db, tmp_path / "run", url, "pw-never-shown-42")
     assert "cannot connect" in text and "What to do" in text
-    assert "pw-never-shown-42" not in text
-    assert not (tmp_path / "run" / "01_backup.ipynb").exists()
 
 
 def test_run_with_password_authentication_and_a_wrong_password(
@@ -169,16 +177,9 @@ def test_a_role_without_create_rights_fails_before_step_01_with_one_sentence(
         f"postgres:{scram_server.password}@", "reader:reader-pw-777@"
     )
     before = fingerprint(scram_server.target("locked"))
-    done = runbook(
-        "run", str(sample_db), "--run-dir", str(tmp_path / "run"), env={"DATABASE_URL": url}
-    )
-    text = done.stdout + done.stderr
-    assert done.returncode != 0
+    text = refused(sample_db, tmp_path / "run", url, "reader-pw-777")
     assert "permission denied: role reader may not create objects" in text
     assert "GRANT CREATE ON SCHEMA public" in text
-    assert not (tmp_path / "run" / "01_backup.ipynb").exists()
-    assert "reader-pw-777" not in text
-    assert files_containing(tmp_path / "run", "reader-pw-777") == []
     assert fingerprint(scram_server.target("locked")) == before  # the target is untouched
 
 
@@ -189,15 +190,9 @@ def test_a_missing_database_fails_before_step_01_with_one_sentence(
     databases = "SELECT datname FROM pg_database ORDER BY 1"
     with connect(scram_server.target()) as conn:
         before = conn.execute(databases).fetchall()
-    done = runbook(
-        "run", str(sample_db), "--run-dir", str(tmp_path / "run"), env={"DATABASE_URL": url}
-    )
-    text = done.stdout + done.stderr
-    assert done.returncode != 0
+    text = refused(sample_db, tmp_path / "run", url, scram_server.password)
     assert 'database "no_such_database" does not exist' in text
     assert "create the database first" in text
-    assert scram_server.password not in text
-    assert not (tmp_path / "run" / "01_backup.ipynb").exists()
     with connect(scram_server.target()) as conn:
         assert conn.execute(databases).fetchall() == before  # nothing created on the server
 
@@ -220,14 +215,7 @@ def test_a_server_older_than_postgresql_12_fails_before_step_01_with_one_sentenc
     target = old_server.target()
     assert server_version(target).startswith("PostgreSQL 11.")
     before = fingerprint(target)
-    done = runbook(
-        "run", str(sample_db), "--run-dir", str(tmp_path / "run"), env={"DATABASE_URL": target.url}
-    )
-    text = done.stdout + done.stderr
-    assert done.returncode != 0
+    text = refused(sample_db, tmp_path / "run", target.url, old_server.password)
     assert "the target runs PostgreSQL 11.22, older than PostgreSQL 12" in text, text
     assert "migrate into PostgreSQL 12 or newer" in text
-    assert old_server.password not in text
-    assert files_containing(tmp_path / "run", old_server.password) == []
-    assert not (tmp_path / "run" / "01_backup.ipynb").exists()
     assert fingerprint(target) == before

@@ -442,7 +442,7 @@ def _or_null(pair: SqlPair, nullable: bool) -> SqlPair:
 
 
 def _integer_sql(s: str, p: str, target: TargetType, nullable: bool) -> SqlPair:
-    return _or_null((s, f"{p}::text"), nullable) if nullable else (s, p)
+    return _or_null((s, f"{p}::text"), nullable) if nullable else (s, p)  # concat_ws casts ints
 
 
 def _boolean_sql(s: str, p: str, target: TargetType, nullable: bool) -> SqlPair:

@@ -106,9 +106,7 @@ def _as_postgres_compares(plan: ColumnPlan, col: str) -> str | None:
     """SQL giving equal results for source values PostgreSQL will hold as equal (its canonical
     text, or the COPY text of a ruled value); None where SQLite's equality is already the same."""
     kind = target_type(plan)
-    if plan.options:
-        return plan.rule.render(col, kind)
-    if plan.rule.name in _SAME_EQUALITY:
+    if plan.rule.name in _SAME_EQUALITY:  # a ruled conversion has another name
         return f"rtrim({col}, ' ')" if kind.base == "character" else None  # char(n) pads
     if plan.rule.sql_canonical:
         return plan.rule.sql_canonical(col, col, kind, False)[0]
