@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from coldchain.sample import generate
-from runbook import backup, schema, transfer, verify
+from runbook import backup, digest, schema, transfer, verify
 from runbook.errors import RunbookError
 from runbook.run import RunFolder
 from runbook.target import Target, connect
@@ -108,7 +108,7 @@ def test_jsonb_text_in_python_is_what_postgresql_prints(
 ) -> None:
     with connect(fresh_target) as conn:
         printed = conn.execute("SELECT %s::jsonb::text", [document]).fetchone()[0]
-    assert verify.jsonb_text(document) == printed
+    assert digest.jsonb_text(document) == printed
 
 
 def test_bare_json_numbers_stored_as_numbers(fresh_target: Target) -> None:
@@ -116,4 +116,4 @@ def test_bare_json_numbers_stored_as_numbers(fresh_target: Target) -> None:
         for value in (0.1, 3, -2.5, 1e-7, 100.0):
             literal = repr(value) if isinstance(value, float) else str(value)
             printed = conn.execute("SELECT %s::jsonb::text", [literal]).fetchone()[0]
-            assert verify.jsonb_text(value) == printed
+            assert digest.jsonb_text(value) == printed

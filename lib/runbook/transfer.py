@@ -23,13 +23,11 @@ How the load is made fast without holding data in memory:
 from __future__ import annotations
 
 import os
-import pickle
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -48,6 +46,7 @@ from runbook.errors import RunbookError
 from runbook.run import RunFolder
 from runbook.source import quote_ident
 from runbook.target import Target, connect, mask_text
+from runbook.workers import WorkerError, default_workers, in_processes
 
 if TYPE_CHECKING:  # runbook.schema imports SQLAlchemy: loader processes stay lean without it
     from runbook.schema import ColumnPlan
@@ -56,11 +55,6 @@ FETCH_ROWS = 5_000  # rows per round trip from SQLite; memory stays flat whateve
 # a table with more rows is loaded as primary-key ranges of about this size
 SPLIT_ROWS = int(os.environ.get("RUNBOOK_SPLIT_ROWS") or 250_000)
 INDEX_MEMORY = "256MB"  # maintenance_work_mem of the sessions that build indexes
-
-
-def default_workers() -> int:
-    """Connections used when the caller does not say: one per CPU, at least 2, at most 8."""
-    return max(2, min(os.cpu_count() or 2, 8))
 
 
 def load_order(tables: list[sqlite_source.Table]) -> list[str]:
@@ -279,10 +273,6 @@ def _copy_chunk(source: Any, conn: psycopg.Connection, chunk: _Chunk, bar: Any) 
 _LOADER: dict[str, Any] = {}
 
 
-class LoaderError(RuntimeError):
-    """A database error in a loader process, carried back as its message."""
-
-
 def _loader_start(url: str, backup: str) -> None:
     """Initializer of a loader process: its own SQLite reader and PostgreSQL connection."""
     _LOADER["source"] = sqlite_source.open_readonly(backup)
@@ -298,115 +288,8 @@ def _loader_run(job: dict[str, Any]) -> dict[str, Any]:
         rows, sent = _stream(_LOADER["source"], _LOADER["conn"], job, lambda n: None)
     except psycopg.Error as exc:  # psycopg's errors do not cross processes: their message does
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise LoaderError(message) from None
+        raise WorkerError(message) from None
     return {"rows": rows, "bytes": sent, "start": started, "end": time.time()}
-
-
-_WORKER_CODE = (
-    "import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
-    "from runbook.transfer import _worker_main; _worker_main(int(sys.argv[1]))"
-)
-
-
-def _resolve(name: str) -> Callable:
-    import importlib
-
-    module, _, function = name.partition(":")
-    return getattr(importlib.import_module(module), function)
-
-
-def _worker_main(result_fd: int) -> None:
-    """A worker process: reads (setup, its arguments, work) and then jobs from stdin (pickled),
-    runs `work(job)` for each and writes each outcome to `result_fd`. Started as `python -c`
-    by `in_processes` (multiprocessing would re-import the caller's main script)."""
-    jobs = sys.stdin.buffer
-    with os.fdopen(result_fd, "wb") as results:
-        setup, arguments, work = pickle.load(jobs)
-        _resolve(setup)(*arguments)
-        work = _resolve(work)
-        while (job := pickle.load(jobs)) is not None:
-            try:
-                outcome = {"ok": work(job)}
-            except BaseException as exc:  # noqa: BLE001 - reported to the parent
-                outcome = {"error": f"{exc}" if isinstance(exc, LoaderError) else repr(exc)}
-            pickle.dump(outcome, results)
-            results.flush()
-
-
-def in_processes(
-    jobs: list[tuple[Any, Any]],
-    workers: int,
-    setup: str,
-    arguments: tuple,
-    work: str,
-    done: Callable[[Any, Any], None],
-) -> None:
-    """Run `work(payload)` ("module:function") for each (key, payload) job, in the order given,
-    on `workers` processes that each ran `setup(*arguments)` first; `done(key, result)` is
-    called here as each finishes. The first error stops them all and is raised as LoaderError.
-    Processes, not threads: SQLite releases the GIL on every row it steps, so threads that read
-    SQLite slow each other down (measured: two loader threads 45 % slower than one)."""
-    import selectors
-    import subprocess
-
-    pending = list(jobs)
-    started: list[tuple[subprocess.Popen, Any]] = []
-    selector = selectors.DefaultSelector()
-    failed = True
-
-    def give(process: subprocess.Popen, current: list) -> None:
-        current[0] = pending.pop(0) if pending else None
-        pickle.dump(current[0][1] if current[0] else None, process.stdin)
-        process.stdin.flush()
-
-    try:
-        for _ in range(min(workers, len(jobs))):
-            read_fd, write_fd = os.pipe()
-            process = subprocess.Popen(
-                [sys.executable, "-c", _WORKER_CODE, str(write_fd)],
-                stdin=subprocess.PIPE,
-                pass_fds=(write_fd,),
-            )
-            os.close(write_fd)
-            results = os.fdopen(read_fd, "rb")
-            started.append((process, results))
-            pickle.dump([p for p in sys.path if p], process.stdin)
-            pickle.dump((setup, arguments, work), process.stdin)
-            current: list = [None]
-            selector.register(results, selectors.EVENT_READ, (process, results, current))
-            give(process, current)
-        busy = len(started)
-        while busy:
-            for key, _ in selector.select(timeout=1.0):
-                process, results, current = key.data
-                try:
-                    outcome = pickle.load(results)
-                except EOFError:
-                    raise LoaderError(
-                        f"a worker process ended unexpectedly (exit {process.wait()})"
-                    ) from None
-                if "error" in outcome:
-                    raise LoaderError(outcome["error"])
-                done(current[0][0], outcome["ok"])
-                give(process, current)  # the next job, or None: the worker ends
-                if current[0] is None:
-                    selector.unregister(results)
-                    busy -= 1
-        failed = False
-    finally:
-        for process, results in started:
-            if failed:
-                process.kill()
-            else:
-                with suppress(OSError):
-                    process.stdin.close()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            results.close()
-        selector.close()
 
 
 def _load_in_processes(
@@ -883,7 +766,7 @@ def transfer(
         with connect(target) as conn:
             ledger.finish(conn, sha)
             ranges = ledger.load_state(conn, sha)["ranges"]
-    except (psycopg.Error, LoaderError) as exc:
+    except (psycopg.Error, WorkerError) as exc:
         message = mask_text(str(exc).strip().splitlines()[0], target.password or "")
         raise RunbookError(
             f"the load failed: {message}",

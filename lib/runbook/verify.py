@@ -20,33 +20,29 @@ Where the work is done (measured; the slow part used to be canonicalizing in Pyt
 
 from __future__ import annotations
 
-import hashlib
-import json
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
-from runbook import ledger, rejects
+from runbook import digest, ledger, rejects
 from runbook import source as sqlite_source
 from runbook.conversions import TargetType, conversion_for
+from runbook.digest import FETCH_ROWS, MASK, SEGMENT
 from runbook.errors import RunbookError
 from runbook.run import RunFolder
 from runbook.source import quote_ident
 from runbook.target import Target, connect
-from runbook.transfer import default_workers, in_processes, row_filter
+from runbook.transfer import row_filter
+from runbook.workers import default_workers, in_processes
 
-if TYPE_CHECKING:  # runbook.schema imports SQLAlchemy: worker processes stay lean without it
-    from runbook.schema import ColumnPlan
-
-SEGMENT = 10_000  # primary-key values per checksum segment
 SPLIT_ROWS = 400_000  # a larger table is read as key ranges (of whole segments) in parallel
-MASK = (1 << 64) - 1
 MAX_DIFFERENCES = 50  # per table, shown and stored
-FETCH_ROWS = 5_000
+
+if TYPE_CHECKING:
+    from runbook.schema import ColumnPlan
 
 
 def _canonical_row(row: tuple, canon: list) -> list[str | None]:
@@ -68,72 +64,6 @@ def _sql_canonical(plan: ColumnPlan) -> tuple[str, str] | None:
 
 def _is_plain(plan: ColumnPlan) -> bool:
     return not plan.options and plan.rule is conversion_for(plan.target_type)
-
-
-def _numeric_text(number: Decimal) -> str:
-    """PostgreSQL's numeric output: plain notation, the scale kept, no negative zero."""
-    return format(abs(number) if number == 0 else number, "f")
-
-
-_json_string = partial(json.dumps, ensure_ascii=False)
-
-
-def _jsonb_node(node: Any) -> str:
-    if isinstance(node, dict):
-        keys = sorted(node, key=lambda k: (len(k.encode()), k.encode()))  # jsonb's key order
-        return "{" + ", ".join(f"{_json_string(k)}: {_jsonb_node(node[k])}" for k in keys) + "}"
-    if isinstance(node, list):
-        return "[" + ", ".join(_jsonb_node(item) for item in node) + "]"
-    if isinstance(node, str):
-        return _json_string(node)
-    if node is None or isinstance(node, bool):
-        return json.dumps(node)
-    if isinstance(node, Decimal):
-        return _numeric_text(node)
-    return str(node)
-
-
-class _NotShortest(ValueError):
-    """A JSON number whose text is not the shortest repr of its double."""
-
-
-def _shortest_float(text: str) -> float:
-    value = float(text)
-    if repr(value) != text:
-        raise _NotShortest(text)
-    return value
-
-
-@lru_cache(maxsize=4096)
-def _jsonb_key(key: str) -> tuple[int, bytes]:
-    raw = key.encode()
-    return len(raw), raw
-
-
-def _jsonb_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    merged = dict(pairs)  # a repeated key keeps its last value, as jsonb does
-    return {key: merged[key] for key in sorted(merged, key=_jsonb_key)}
-
-
-_jsonb_dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-
-
-def jsonb_text(value: Any) -> str:
-    """The text PostgreSQL prints for the jsonb a source JSON value becomes: keys in jsonb's
-    order (shorter first, then bytewise), numbers exactly as numeric prints them, ', ' and ': '
-    between items. Computed in Python for the source, compared with `jsonb::text` of the target.
-    Fast path: when every number with a fraction or exponent is written as the shortest repr of
-    its double (as json.dumps writes them), the C encoder prints it the way numeric does."""
-    if isinstance(value, float):
-        return _numeric_text(Decimal(repr(value)))
-    if isinstance(value, int):
-        return str(value)
-    try:
-        return _jsonb_dumps(
-            json.loads(value, parse_float=_shortest_float, object_pairs_hook=_jsonb_object)
-        )
-    except _NotShortest:
-        return _jsonb_node(json.loads(value, parse_float=Decimal))
 
 
 def _is_double(plan: ColumnPlan) -> bool:
@@ -165,7 +95,7 @@ class _Shape:
         self.python = [p for p in self.plans if p.column not in covered]
         self.pack = struct.Struct(">" + "d" * len(self.doubles)).pack
         self.canon = {
-            0: [jsonb_text] * len(self.jsonb) + [p.rule.canonical for p in self.python],
+            0: [digest.jsonb_text] * len(self.jsonb) + [p.rule.canonical for p in self.python],
             1: [str] * len(self.jsonb) + [p.rule.canonical for p in self.python],
         }
 
@@ -243,8 +173,8 @@ class _Shape:
             f"FROM {quote_ident(self.target)}{where}{self._order(1)}) AS keyed GROUP BY segment"
         )
 
-    def hasher(self, side: int) -> _Hasher:
-        return _Hasher(
+    def hasher(self, side: int) -> digest.Hasher:
+        return digest.Hasher(
             self.integer_key,
             len(self.doubles),
             self.canon[side],
@@ -253,69 +183,6 @@ class _Shape:
 
     def sums(self, rows, side: int) -> dict[int, list[int]]:
         return self.hasher(side).sums(rows)
-
-
-@dataclass
-class _Hasher:
-    """Turns (segment, text, doubles…, values canonicalized in Python…) rows into per-segment
-    [rows, 64-bit checksum]; plain data, so a worker process can do it."""
-
-    integer_key: bool
-    n_doubles: int
-    canon: list  # functions giving the canonical text of the trailing values
-    fast: bool  # rows are (segment, text bytes, doubles…) only
-
-    def row_bytes(self, row: tuple) -> bytes:
-        """The canonical bytes of one row: the text (values delimited, ended by a newline), the
-        doubles' 8 bytes each, then each value canonicalized in Python, its length in front."""
-        text = row[1]
-        data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
-        n_doubles = self.n_doubles
-        if n_doubles:
-            data += struct.pack(">" + "d" * n_doubles, *row[2 : 2 + n_doubles])
-        for value, fn in zip(row[2 + n_doubles :], self.canon, strict=True):
-            if value is None:
-                data += b"|N"
-            else:
-                canonical = fn(value).encode("utf-8", "surrogateescape")
-                data += b"|%d:%s" % (len(canonical), canonical)
-        return data
-
-    def sums(self, rows) -> dict[int, list[int]]:
-        """Per segment: [rows, 64-bit checksum]. With an integer key the rows arrive in key
-        order and a segment's checksum is the md5 of its rows' bytes in that order; without
-        one, the sum of each row's md5."""
-        segments: dict[int, list[int]] = {}
-        md5, row_bytes = hashlib.md5, self.row_bytes
-        if not self.integer_key:
-            for row in rows:
-                entry = segments.setdefault(row[0], [0, 0])
-                entry[0] += 1
-                entry[1] = (entry[1] + _digest64(md5(row_bytes(row)).digest())) & MASK
-            return segments
-        current, parts, count = None, [], 0
-        pack = struct.Struct(">" + "d" * self.n_doubles).pack
-        fast, append = self.fast, None
-        for row in rows:
-            if row[0] != current:
-                if count:
-                    segments[current] = [count, _digest64(md5(b"".join(parts)).digest())]
-                current, parts, count = row[0], [], 0
-                append = parts.append
-            count += 1
-            if fast and type(row[1]) is bytes:
-                append(row[1])
-                if len(row) > 2:
-                    append(pack(*row[2:]))
-            else:
-                append(row_bytes(row))
-        if count:
-            segments[current] = [count, _digest64(md5(b"".join(parts)).digest())]
-        return segments
-
-
-def _digest64(digest: bytes) -> int:
-    return int.from_bytes(digest[:8], "big")
 
 
 def _source_job(backup: str, shape: _Shape, where: str) -> dict[str, Any]:
@@ -334,28 +201,8 @@ def _source_job(backup: str, shape: _Shape, where: str) -> dict[str, Any]:
     }
 
 
-def _source_sums_of(job: dict[str, Any]) -> dict[int, list[int]]:
-    conn = sqlite_source.open_readonly(job["backup"])
-    if job["text_factory"] != "decode":
-        conn.text_factory = bytes if job["text_factory"] == "bytes" else str
-    try:
-        cursor = conn.execute(job["sql"])
-
-        def rows():
-            while batch := cursor.fetchmany(FETCH_ROWS):
-                yield from batch
-
-        return job["hasher"].sums(rows())
-    finally:
-        conn.close()
-
-
 def _source_sums(backup: str, shape: _Shape, where: str) -> dict[int, list[int]]:
-    return _source_sums_of(_source_job(backup, shape, where))
-
-
-def _worker_setup() -> None:
-    """Nothing to prepare in a checksum worker process."""
+    return digest.source_sums(_source_job(backup, shape, where))
 
 
 def _target_sums(target: Target, shape: _Shape, where: str = "") -> dict[int, list[int]]:
@@ -364,8 +211,8 @@ def _target_sums(target: Target, shape: _Shape, where: str = "") -> dict[int, li
         conn.execute("SET DateStyle = 'ISO, YMD'")  # the canonical text of dates and times
         if not shape.row_mode:
             return {
-                segment: [count, _digest64(bytes.fromhex(digest))]
-                for segment, count, digest in conn.execute(shape.target_sql(where))
+                segment: [count, digest.digest64(bytes.fromhex(md5_hex))]
+                for segment, count, md5_hex in conn.execute(shape.target_sql(where))
             }
         with conn.cursor(name="runbook_verify") as cursor:
             cursor.itersize = FETCH_ROWS
@@ -589,9 +436,9 @@ def checksums(
             in_processes,
             remote,
             workers,
-            "runbook.verify:_worker_setup",
+            "runbook.digest:setup",
             (),
-            "runbook.verify:_source_sums_of",
+            "runbook.digest:source_sums",
             source_parts.__setitem__,
         )
         for i in sorted(local):
