@@ -135,14 +135,28 @@ class _Shape:
     def _order(self, side: int) -> str:
         return f" ORDER BY {self._key(side)}" if self.integer_key else ""
 
-    def source_sql(self, where: str = "") -> str:
+    def _source_columns(self) -> list[str]:
         doubles = [f"coalesce({quote_ident(p.column)}, 0.0)" for p in self.doubles]
         python = [quote_ident(p.column) for p in self.jsonb + self.python]
-        columns = ", ".join([self._segment(0), self._text(0), *doubles, *python])
+        return [self._text(0), *doubles, *python]
+
+    def source_sql(self, where: str = "") -> str:
+        """All rows, each with its segment first (the table has no integer key)."""
+        columns = ", ".join([self._segment(0), *self._source_columns()])
         return (
             f"SELECT {columns} FROM {quote_ident(self.table)}"
             + (f" WHERE {where}" if where else "")
             + self._order(0)
+        )
+
+    def source_segment_sql(self, where: str = "") -> tuple[str, str]:
+        """(the next key at or above ?, the rows with keys between ? and ? in key order)."""
+        key, table = self._key(0), quote_ident(self.table)
+        also = f" AND ({where})" if where else ""
+        return (
+            f"SELECT min({key}) FROM {table} WHERE {key} >= ?{also}",
+            f"SELECT {', '.join(self._source_columns())} FROM {table} "
+            f"WHERE {key} BETWEEN ? AND ?{also} ORDER BY {key}",
         )
 
     def target_sql(self, where: str = "") -> str:
@@ -193,12 +207,12 @@ def _source_job(backup: str, shape: _Shape, where: str) -> dict[str, Any]:
         text_factory = "str"  # the preflight has refused text that is not UTF-8
     else:
         text_factory = "decode"  # text as the rules see it (invalid UTF-8 kept as surrogates)
-    return {
-        "backup": backup,
-        "sql": shape.source_sql(where),
-        "text_factory": text_factory,
-        "hasher": shape.hasher(0),
-    }
+    job = {"backup": backup, "text_factory": text_factory, "hasher": shape.hasher(0)}
+    if shape.integer_key:
+        job["next_key_sql"], job["segment_sql"] = shape.source_segment_sql(where)
+    else:
+        job["sql"] = shape.source_sql(where)
+    return job
 
 
 def _source_sums(backup: str, shape: _Shape, where: str) -> dict[int, list[int]]:
