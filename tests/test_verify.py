@@ -99,6 +99,10 @@ JSON_DOCUMENTS = [
     '"plain"',
     "7",
     "-2.5e-3",
+    # as json.dumps writes floats: shortest repr, but in exponent form or as a negative zero
+    '{"small": 1e-05, "big": 1e+16, "x": 0.5}',
+    "[1e-07]",
+    '{"t": -0.0}',
 ]
 
 

@@ -48,12 +48,14 @@ def _jsonb_node(node: Any) -> str:
 
 
 class _NotShortest(ValueError):
-    """A JSON number whose text is not the shortest repr of its double."""
+    """A JSON number the C encoder would not print as numeric does."""
 
 
 def _shortest_float(text: str) -> float:
+    """The number as a float, when its text is the shortest repr of that float in plain
+    notation: numeric prints 1e-05 as 0.00001 and -0.0 as 0.0."""
     value = float(text)
-    if repr(value) != text:
+    if repr(value) != text or "e" in text or (text[0] == "-" and value == 0):
         raise _NotShortest(text)
     return value
 
@@ -66,9 +68,13 @@ def _jsonb_key(key: str) -> tuple[int, bytes]:
 
 def _jsonb_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     merged = dict(pairs)  # a repeated key keeps its last value, as jsonb does
+    if len(merged) < 2:
+        return merged
     return {key: merged[key] for key in sorted(merged, key=_jsonb_key)}
 
 
+# built once: json.loads with keyword arguments builds a new decoder for every value
+_jsonb_loads = json.JSONDecoder(parse_float=_shortest_float, object_pairs_hook=_jsonb_object).decode
 _jsonb_dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
@@ -76,16 +82,15 @@ def jsonb_text(value: Any) -> str:
     """The text PostgreSQL prints for the jsonb a source JSON value becomes: keys in jsonb's
     order (shorter first, then bytewise), numbers exactly as numeric prints them, ', ' and ': '
     between items. Computed in Python for the source, compared with `jsonb::text` of the target.
-    Fast path: when every number with a fraction or exponent is written as the shortest repr of
-    its double (as json.dumps writes them), the C encoder prints it the way numeric does."""
+    Fast path: when every number with a fraction is written as the shortest repr of its double
+    in plain notation (as json.dumps writes most), the C encoder prints it the way numeric
+    does; otherwise every node is printed here."""
     if isinstance(value, float):
         return _numeric_text(Decimal(repr(value)))
     if isinstance(value, int):
         return str(value)
     try:
-        return _jsonb_dumps(
-            json.loads(value, parse_float=_shortest_float, object_pairs_hook=_jsonb_object)
-        )
+        return _jsonb_dumps(_jsonb_loads(value))
     except _NotShortest:
         return _jsonb_node(json.loads(value, parse_float=Decimal))
 
