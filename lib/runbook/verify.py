@@ -106,10 +106,11 @@ class _Shape:
         return bool(self.python) or not self.integer_key
 
     def _text(self, side: int) -> str:
-        """The row's canonical text: values joined by '|' (SQLite: printf, its cheapest way)."""
+        """The row's canonical text: values joined by '|' (SQLite: printf, its cheapest way),
+        then a NULL flag for each nullable double (a NOT NULL column holds none)."""
         parts = [pair[side] for _, pair in self.texts]
         if side == 0:
-            parts += [f"({quote_ident(p.column)} IS NULL)" for p in self.doubles]
+            parts += [f"({quote_ident(p.column)} IS NULL)" for p in self.doubles if p.nullable]
             if not parts:
                 return "char(10)"
             groups = [parts[i : i + 100] for i in range(0, len(parts), 100)]  # printf's limit
@@ -119,7 +120,7 @@ class _Shape:
                 )
                 + " || char(10)"
             )
-        parts += [f"({quote_ident(p.pg_column)} IS NULL)::int" for p in self.doubles]
+        parts += [f"({quote_ident(p.pg_column)} IS NULL)::int" for p in self.doubles if p.nullable]
         if not parts:
             return "E'\\n'"
         groups = [parts[i : i + 99] for i in range(0, len(parts), 99)]  # 100 arguments at most
