@@ -135,23 +135,24 @@ class Hasher:
 
     def sums(self, rows: Iterable[tuple]) -> dict[int, list[int]]:
         """Per segment: [rows, 64-bit checksum] of (segment, row…) rows. With an integer key
-        the rows arrive in key order and a segment's checksum is the md5 of its rows' bytes in
-        that order; without one, the sum of each row's md5."""
+        the rows arrive in key order and a segment's checksum is the SHA-256 of its rows' bytes
+        in that order; without one, the sum of each row's SHA-256."""
         segments: dict[int, list[int]] = {}
-        md5, row_bytes = hashlib.md5, self.row_bytes
+        sha256, row_bytes = hashlib.sha256, self.row_bytes
         if not self.integer_key:
             for row in rows:
                 entry = segments.setdefault(row[0], [0, 0])
                 entry[0] += 1
-                entry[1] = (entry[1] + digest64(md5(row_bytes(row[1:])).digest())) & MASK
+                entry[1] = (entry[1] + digest64(sha256(row_bytes(row[1:])).digest())) & MASK
             return segments
         for segment, group in groupby(rows, itemgetter(0)):
             keyed = [row[1:] for row in group]
-            segments[segment] = [len(keyed), digest64(md5(self.segment_bytes(keyed)).digest())]
+            segments[segment] = [len(keyed), digest64(sha256(self.segment_bytes(keyed)).digest())]
         return segments
 
 
 def digest64(digest: bytes) -> int:
+    """The first 64 bits of a digest, as the number the checksums add up."""
     return int.from_bytes(digest[:8], "big")
 
 
@@ -195,8 +196,8 @@ def source_sums(job: dict[str, Any]) -> dict[int, list[int]]:
             segment = segment_of(key)
             low, high = segment_bounds(segment)
             rows = conn.execute(job["segment_sql"], (low, high)).fetchall()
-            md5 = hashlib.md5(hasher.segment_bytes(rows)).digest()
-            segments[segment] = [len(rows), digest64(md5)]
+            sha256 = hashlib.sha256(hasher.segment_bytes(rows)).digest()
+            segments[segment] = [len(rows), digest64(sha256)]
             if high == INT64_MAX:
                 break
             start = high + 1
