@@ -612,11 +612,16 @@ def application_queries(run: RunFolder, target: Target) -> list[dict[str, Any]]:
 def verify(run: RunFolder, target: Target, *, workers: int | None = None) -> dict[str, Any]:
     """All checks of step 04 and the verdict; written to `verify.json`."""
     transfer = run.read("transfer")
-    tables = checksums(run, target, workers=workers)
+    schema = run.read("schema")
+    # the application's queries run beside the checksums (they read both engines too, and
+    # would otherwise add their time to the step's)
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        asked = schema["mode"] == "alembic"
+        pending = beside.submit(application_queries, run, target) if asked else None
+        tables = checksums(run, target, workers=workers)
+        queries = pending.result() if pending else []
     fks = foreign_keys(target, transfer["foreign_keys"])
     seqs = sequences(target, transfer["sequences"])
-    schema = run.read("schema")
-    queries = application_queries(run, target) if schema["mode"] == "alembic" else []
     failures = []
     for table in tables:
         if table.get("reinserted_rows") != table.get("reinserted_in_target", 0):
