@@ -49,6 +49,11 @@ def test_one_changed_value_of_each_kind_fails_and_is_named(migrated) -> None:
             "UPDATE temperature_logs SET temperature_c = %s WHERE id = %s",
             [math.nextafter(temperature, math.inf), log_id],
         )
+        humid_id = conn.execute(  # NULL in the source, 0 here: only the NULL flags tell
+            "UPDATE temperature_logs SET humidity_pct = 0 "
+            "WHERE id = (SELECT max(id) FROM temperature_logs WHERE humidity_pct IS NULL) "
+            "RETURNING id"
+        ).fetchone()[0]
         order_id = conn.execute(
             "UPDATE orders SET requested_delivery_at = requested_delivery_at + interval '1 us' "
             "WHERE id = (SELECT max(id) FROM orders) RETURNING id"
@@ -73,6 +78,7 @@ def test_one_changed_value_of_each_kind_fails_and_is_named(migrated) -> None:
     assert result["verdict"] == "FAIL"
     text = "\n".join(result["failures"])
     assert f"temperature_logs {{'id': {log_id}}}: value differs column temperature_c" in text
+    assert f"temperature_logs {{'id': {humid_id}}}: value differs column humidity_pct" in text
     assert f"orders {{'id': {order_id}}}: value differs column requested_delivery_at" in text
     assert f"audit_events {{'id': {event_id}}}: value differs column payload" in text
     assert f"dispatch_routes {{'id': {route_id}}}: value differs column arrived_at" in text
@@ -145,7 +151,7 @@ def test_segments_cover_negative_sparse_and_extreme_keys(
 ) -> None:
     """The source is read segment by segment (the next key present, then its segment's rows):
     keys at both ends of bigint, around zero and with huge gaps land in the same segments on
-    both engines, and a change in any one row is seen."""
+    both engines, and a change in any one row is seen, a NULL double turned 0 included."""
     import sqlite3
 
     from runbook.conversions import conversion_for
@@ -154,7 +160,7 @@ def test_segments_cover_negative_sparse_and_extreme_keys(
     path = tmp_path / "keys.db"
     with sqlite3.connect(path) as lite:
         lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, d FLOAT)")
-        rows = [(k, f"v{k}", k / 3) for k in EXTREME_KEYS]
+        rows = [(k, f"v{k}", None if k == 0 else k / 3) for k in EXTREME_KEYS]
         lite.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
     with connect(fresh_target) as conn:
         conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, v text, d double precision)")
@@ -178,3 +184,7 @@ def test_segments_cover_negative_sparse_and_extreme_keys(
         assert [s for s in source if source[s] != changed[s]] == [digest.segment_of(key)]
         with connect(fresh_target) as conn:
             conn.execute("UPDATE t SET v = left(v, -1) WHERE id = %s", [key])
+    with connect(fresh_target) as conn:  # NULL in the source, 0 here: only the NULL flag tells
+        conn.execute("UPDATE t SET d = 0 WHERE id = 0")
+    changed = verify._target_sums(fresh_target, shape)
+    assert [s for s in source if source[s] != changed[s]] == [0]

@@ -113,7 +113,7 @@ class _Shape:
         then a NULL flag for each nullable double (a NOT NULL column holds none)."""
         parts = [pair[side] for _, pair in self.texts]
         if side == 0:
-            parts += [f"({quote_ident(p.column)} IS NULL)" for p in self.doubles if p.nullable]
+            parts += self._null_flags(0)
             if not parts:
                 return "char(10)"
             groups = [parts[i : i + 100] for i in range(0, len(parts), 100)]  # printf's limit
@@ -123,11 +123,27 @@ class _Shape:
                 )
                 + " || char(10)"
             )
-        parts += [f"({quote_ident(p.pg_column)} IS NULL)::int" for p in self.doubles if p.nullable]
+        parts += self._null_flags(1)
         if not parts:
             return "E'\\n'"
         groups = [parts[i : i + 99] for i in range(0, len(parts), 99)]  # 100 arguments at most
         return " || '|' || ".join(f"concat_ws('|', {', '.join(g)})" for g in groups) + " || E'\\n'"
+
+    def _null_flags(self, side: int) -> list[str]:
+        """Which nullable doubles are NULL, as one number per 30 of them (bit i: the i-th is
+        NULL): one argument instead of one per column (measured: 1.5k fewer instructions per
+        row in SQLite for three)."""
+        columns = [
+            quote_ident(p.column if side == 0 else p.pg_column) for p in self.doubles if p.nullable
+        ]
+        cast = "" if side == 0 else "::int"
+        return [
+            " + ".join(
+                f"{1 << i} * ({column} IS NULL){cast}"
+                for i, column in enumerate(columns[start : start + 30])
+            )
+            for start in range(0, len(columns), 30)
+        ]
 
     def _key(self, side: int) -> str:
         plan = next(p for p in self.plans if p.column == self.key[0])
