@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache, partial
@@ -173,6 +173,20 @@ def segment_bounds(segment: int) -> tuple[int, int]:
     return max(low, INT64_MIN), min(high, INT64_MAX)
 
 
+def segments_present(next_key: Callable[[int], int | None]) -> Iterator[tuple[int, int, int]]:
+    """(segment, its lowest key, its highest key) of each segment holding a key, in key order:
+    the next key present at or above a bound, its segment, then on past that segment; so gaps
+    in the keys cost nothing. Both engines walk their tables this way."""
+    start = INT64_MIN
+    while (key := next_key(start)) is not None:
+        segment = segment_of(key)
+        low, high = segment_bounds(segment)
+        yield segment, low, high
+        if high == INT64_MAX:
+            return
+        start = high + 1
+
+
 def source_sums(job: dict[str, Any]) -> dict[int, list[int]]:
     """Per segment: [rows, checksum] of one table (or key range) of the source. With an integer
     key, segment by segment: the next key present, then that segment's rows by the primary
@@ -191,16 +205,14 @@ def source_sums(job: dict[str, Any]) -> dict[int, list[int]]:
 
             return hasher.sums(rows())
         segments: dict[int, list[int]] = {}
-        start = INT64_MIN
-        while (key := conn.execute(job["next_key_sql"], (start,)).fetchone()[0]) is not None:
-            segment = segment_of(key)
-            low, high = segment_bounds(segment)
+
+        def next_key(start: int) -> int | None:
+            return conn.execute(job["next_key_sql"], (start,)).fetchone()[0]
+
+        for segment, low, high in segments_present(next_key):
             rows = conn.execute(job["segment_sql"], (low, high)).fetchall()
             sha256 = hashlib.sha256(hasher.segment_bytes(rows)).digest()
             segments[segment] = [len(rows), digest64(sha256)]
-            if high == INT64_MAX:
-                break
-            start = high + 1
         return segments
     finally:
         conn.close()

@@ -191,15 +191,19 @@ class _Shape:
         )
 
     def target_sql(self, where: str = "") -> str:
-        """Row mode: the rows to hash in Python; else per segment its row count and the SHA-256 of
-        its rows' canonical bytes in key order, computed by the server."""
+        """Row mode: the rows to hash in Python, each with its segment, in key order."""
         where = f" WHERE {where}" if where else ""
-        if self.row_mode:
-            doubles = [f"coalesce({quote_ident(p.pg_column)}, 0)::float8" for p in self.doubles]
-            python = [f"{quote_ident(p.pg_column)}::text" for p in self.jsonb]
-            python += [p.rule.target_select(quote_ident(p.pg_column)) for p in self.python]
-            columns = ", ".join([self._segment(1), self._text(1), *doubles, *python])
-            return f"SELECT {columns} FROM {quote_ident(self.target)}{where}{self._order(1)}"
+        doubles = [f"coalesce({quote_ident(p.pg_column)}, 0)::float8" for p in self.doubles]
+        python = [f"{quote_ident(p.pg_column)}::text" for p in self.jsonb]
+        python += [p.rule.target_select(quote_ident(p.pg_column)) for p in self.python]
+        columns = ", ".join([self._segment(1), self._text(1), *doubles, *python])
+        return f"SELECT {columns} FROM {quote_ident(self.target)}{where}{self._order(1)}"
+
+    def target_segment_sql(self, where: str = "") -> tuple[str, str]:
+        """(the next key at or above %s, the row count and SHA-256 of the canonical bytes of the
+        rows with keys between %s and %s in key order, computed by the server). One segment per
+        query: a GROUP BY over the table would sort all its rows by segment first (measured:
+        1M rows spilled 113 MB to disk, two thirds of the query's time)."""
         data = f"convert_to({self._text(1)}, 'UTF8')"
         for p in self.doubles:
             data += f" || float8send(coalesce({quote_ident(p.pg_column)}, 0)::float8)"
@@ -209,13 +213,19 @@ class _Shape:
                 f" || convert_to(coalesce('|' || octet_length({value}) || ':' || {value}, '|N'),"
                 " 'UTF8')"
             )
-        # rows in key order from the primary key's index, the bytes built as they come: the
-        # aggregate's own ORDER BY then finds its input sorted (measured: 17 % faster than
-        # sorting the table's rows by segment first)
+        key, table = self._key(1), quote_ident(self.target)
+        also = f" AND ({where})" if where else ""
+        # '%' doubled: the statements take psycopg parameters
         return (
-            f"SELECT segment, count(*), sha256(string_agg(data, ''::bytea ORDER BY key)) "
-            f"FROM (SELECT {self._key(1)} AS key, {self._segment(1)} AS segment, {data} AS data "
-            f"FROM {quote_ident(self.target)}{where}{self._order(1)}) AS keyed GROUP BY segment"
+            f"SELECT min({key}) FROM {table} WHERE {key} >= ".replace("%", "%%")
+            + "%s"
+            + also.replace("%", "%%"),
+            (
+                f"SELECT count(*), sha256(string_agg(data, ''::bytea ORDER BY key)) "
+                f"FROM (SELECT {key} AS key, {data} AS data FROM {table} WHERE {key} BETWEEN "
+            ).replace("%", "%%")
+            + "%s AND %s"
+            + f"{also}) AS keyed".replace("%", "%%"),
         )
 
     def hasher(self, side: int) -> digest.Hasher:
@@ -255,10 +265,16 @@ def _target_sums(target: Target, shape: _Shape, where: str = "") -> dict[int, li
         conn.execute("SET work_mem = '64MB'")  # each segment's rows sorted in memory
         conn.execute("SET DateStyle = 'ISO, YMD'")  # the canonical text of dates and times
         if not shape.row_mode:
-            return {
-                segment: [count, digest.digest64(sha256)]
-                for segment, count, sha256 in conn.execute(shape.target_sql(where))
-            }
+            next_key_sql, segment_sql = shape.target_segment_sql(where)
+            sums = {}
+
+            def next_key(start: int) -> int | None:
+                return conn.execute(next_key_sql, [start]).fetchone()[0]
+
+            for segment, low, high in digest.segments_present(next_key):
+                count, sha256 = conn.execute(segment_sql, [low, high]).fetchone()
+                sums[segment] = [count, digest.digest64(sha256)]
+            return sums
         with conn.cursor(name="runbook_verify") as cursor:
             cursor.itersize = FETCH_ROWS
             cursor.execute(shape.target_sql(where))
