@@ -13,12 +13,14 @@ Where the work is done (measured on 2 vCPUs; each choice below made it faster):
   so SQLite passes such a value through), dates, times, text with its length in front (so no
   separator is ambiguous), NULL as its own marker. Doubles are compared bit for bit:
   PostgreSQL's `float8send` and the source value packed as an IEEE double.
-- The server hashes its side itself, one aggregate query per table or key range. The source is
-  read by worker processes (`runbook.digest`) segment by segment; rows of SQL text and doubles
-  are joined and hashed by C loops, JSON is canonicalized in Python. Columns whose canonical
+- Both engines walk a table segment by segment (the next key present, then that segment's key
+  range by the primary key's index): the server hashes a segment in one aggregate query; the
+  source is read by worker processes (`runbook.digest`), where rows of SQL text and doubles are
+  joined and hashed by C loops and JSON is canonicalized in Python. Columns whose canonical
   form needs Python on both sides (numeric, operator rules) put their table in row mode.
 - Both engines are read at the same time: the server's queries on threads, the source on
-  `workers` processes, largest tables first, a large table in key ranges.
+  `workers` processes, the costliest tables first, a costly table in key ranges; the
+  application's queries run beside them.
 """
 
 from __future__ import annotations
