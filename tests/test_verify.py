@@ -96,6 +96,42 @@ def test_one_changed_value_of_each_kind_fails_and_is_named(migrated) -> None:
         verify.raise_on_fail(result)
 
 
+def test_an_order_the_server_does_not_promise_never_decides_a_difference(
+    migrated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The faster server query takes its rows' order from a key-sorted subquery, which
+    PostgreSQL does not promise. Given the reverse order, every segment differs at first: it is
+    hashed again in the promised order and the copy passes (without that second look it would
+    fail); a changed value still fails, named."""
+    run, target = migrated
+    monkeypatch.setattr(verify, "PRESORTED_AGGREGATES", 10**9)  # the faster query everywhere
+    segment_sql = verify._Shape.target_segment_sql
+
+    def reversed_order(self, where: str = "", *, ordered: bool = True) -> tuple[str, str]:
+        next_key, segment = segment_sql(self, where, ordered=ordered)
+        return next_key, segment if ordered else segment.replace(") AS keyed", " DESC) AS keyed")
+
+    monkeypatch.setattr(verify._Shape, "target_segment_sql", reversed_order)
+    assert verify.verify(run, target)["verdict"] == "PASS"
+    with monkeypatch.context() as without:
+        without.setattr(verify, "_ordered_again", lambda *args: None)
+        failed = verify.verify(run, target)
+    assert failed["verdict"] == "FAIL"
+    assert "temperature_logs: content checksum differs" in failed["failures"]
+    with connect(target) as conn:
+        log_id = conn.execute(
+            "UPDATE temperature_logs SET sensor_id = sensor_id || 'x' "
+            "WHERE id = (SELECT max(id) FROM temperature_logs WHERE sensor_id IS NOT NULL) "
+            "RETURNING id"
+        ).fetchone()[0]
+    result = verify.verify(run, target)
+    assert result["verdict"] == "FAIL"
+    assert result["failures"] == [
+        "temperature_logs: content checksum differs",
+        f"temperature_logs {{'id': {log_id}}}: value differs column sensor_id",
+    ]
+
+
 JSON_DOCUMENTS = [
     '{"b": 1, "a": 2, "ccc": 3, "dd": {"zz": [], "y": {}}}',
     '{"n": [1.50, 2e3, -0, 0.0, 1E-7, 12345678901234567890, -1.0e+2, 0.1]}',
