@@ -137,6 +137,11 @@ JSON_DOCUMENTS = [
     '{"n": [1.50, 2e3, -0, 0.0, 1E-7, 12345678901234567890, -1.0e+2, 0.1]}',
     '{"é": "\\u00e9\\n\\t\\"\\\\/\\u001f", "한글": "서울", "a b": null}',
     '{"dup": 1, "dup": 2}',
+    # one shape again and again (its key order is looked up, not sorted, after the first), the
+    # same keys in another order, and a repeated key among them
+    '[{"sku": 1, "qty": 2, "lot": 3}, {"sku": 4, "qty": 5, "lot": 6},'
+    ' {"lot": 7, "qty": 8, "sku": 9}, {"sku": 1, "qty": 2, "sku": 3}, {"ab": 1, "b": 2},'
+    ' {"b": 1, "ab": 2}]',
     '[true, false, null, "", [], {}]',
     '"plain"',
     "7",

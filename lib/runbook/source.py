@@ -5,9 +5,13 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from runbook.errors import RunbookError
+
+if TYPE_CHECKING:
+    import apsw
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -81,6 +85,22 @@ def open_readonly(path: str | Path, wait_seconds: float = 5.0) -> sqlite3.Connec
     conn.execute("PRAGMA query_only = 1")
     conn.text_factory = decode_text
     register_functions(conn)
+    return conn
+
+
+def open_readonly_fast(path: str | Path, wait_seconds: float = 5.0) -> apsw.Connection:
+    """The same read-only access through apsw, for reading a whole table fast: its SQLite
+    (current, built with the wheel) evaluates SQL such as verify's canonical text about twice as
+    fast as the system library the standard module links, and hands rows to Python faster
+    (measured: 0.78 s instead of 1.51 s for the 1M temperature logs at scale 1). Text comes back
+    as str (strict UTF-8), a BLOB as bytes; no Python SQL functions are registered."""
+    import apsw
+
+    path = check_file(path)
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    conn = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    conn.set_busy_timeout(int(wait_seconds * 1000))
+    conn.execute("PRAGMA query_only = 1")
     return conn
 
 

@@ -169,9 +169,16 @@ class _Shape:
         return f" ORDER BY {self._key(side)}" if self.integer_key else ""
 
     def _source_columns(self) -> list[str]:
-        doubles = [f"coalesce({quote_ident(p.column)}, 0.0)" for p in self.doubles]
+        """The row's canonical text (a BLOB where SQL builds every value's canonical form, so it
+        reaches Python as the bytes to hash), the doubles (a NOT NULL one as it is), then the
+        values canonicalized in Python."""
+        text = self._text(0) if self.python else f"CAST({self._text(0)} AS BLOB)"
+        doubles = [
+            f"coalesce({quote_ident(p.column)}, 0.0)" if p.nullable else quote_ident(p.column)
+            for p in self.doubles
+        ]
         python = [quote_ident(p.column) for p in self.jsonb + self.python]
-        return [self._text(0), *doubles, *python]
+        return [text, *doubles, *python]
 
     def source_sql(self, where: str = "") -> str:
         """All rows, each with its segment first (the table has no integer key)."""
@@ -240,12 +247,7 @@ class _Shape:
         return f"SELECT min({key}) FROM {table} WHERE {key} >= %s{also}", segment
 
     def hasher(self, side: int) -> digest.Hasher:
-        return digest.Hasher(
-            self.integer_key,
-            len(self.doubles),
-            self.canon[side],
-            not self.python and not self.jsonb,
-        )
+        return digest.Hasher(self.integer_key, len(self.doubles), self.canon[side])
 
     def sums(self, rows, side: int) -> dict[int, list[int]]:
         return self.hasher(side).sums(rows)
@@ -253,8 +255,8 @@ class _Shape:
 
 def _source_job(backup: str, shape: _Shape, where: str) -> dict[str, Any]:
     """What reading one table's sums from the source takes, as plain data."""
-    if not shape.python and not shape.jsonb:
-        text_factory = "bytes"  # the canonical text SQLite built, hashed as it is
+    if not shape.python:
+        text_factory = "bytes"  # the canonical text SQLite built, hashed as it is; JSON as UTF-8
     elif not any(p.options for p in shape.plans):
         text_factory = "str"  # the preflight has refused text that is not UTF-8
     else:
