@@ -219,15 +219,15 @@ class _Shape:
         order, so PostgreSQL 15 and older skip the aggregate's sort (measured: 10-25 % of the
         server's side). That order is kept in practice but not promised, so only a match is
         taken from it (see `_ordered_again`)."""
-        data = f"convert_to({self._text(1)}, 'UTF8')"
+        # textsend: the text's bytes in the client encoding, UTF-8 (the session sets it), as
+        # convert_to(…, 'UTF8') gives them but without checking the UTF-8 again (measured: 5 %
+        # of the server's side)
+        data = f"textsend({self._text(1)})"
         for p in self.doubles:
             data += f" || float8send(coalesce({quote_ident(p.pg_column)}, 0)::float8)"
         for p in self.jsonb:
             value = f"{quote_ident(p.pg_column)}::text"
-            data += (
-                f" || convert_to(coalesce('|' || octet_length({value}) || ':' || {value}, '|N'),"
-                " 'UTF8')"
-            )
+            data += f" || textsend(coalesce('|' || octet_length({value}) || ':' || {value}, '|N'))"
         also = f" AND ({where})" if where else ""
         # the statements take psycopg parameters (%s): every '%' of their SQL text is doubled
         key, table, data, also = (
@@ -278,6 +278,7 @@ def _server_session(target: Target):
     conn = connect(target)
     conn.execute("SET work_mem = '64MB'")  # each segment's rows sorted in memory
     conn.execute("SET DateStyle = 'ISO, YMD'")  # the canonical text of dates and times
+    conn.execute("SET client_encoding = 'UTF8'")  # textsend's bytes are UTF-8
     return conn
 
 
