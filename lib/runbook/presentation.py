@@ -3,22 +3,49 @@ export of a run is self-contained and readable offline)."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import re
 import sqlite3
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-import pandas as pd
 from IPython.display import Image
-from matplotlib import font_manager
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-pd.set_option("display.max_rows", 200)  # long tables go through summarize()
-pd.set_option("display.max_colwidth", 80)
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+class _OnFirstUse:
+    """A module imported when first used. pandas and matplotlib cost a kernel about 50 MB; a
+    step's notebook imports this module before its work, so they would sit in the kernel while
+    the step's worker processes run (the peak of a whole run), not only when a table is shown."""
+
+    def __init__(self, name: str, setup: Callable[[ModuleType], None] | None = None) -> None:
+        self._name, self._setup, self._module = name, setup, None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._module is None:
+            module = importlib.import_module(self._name)
+            if self._setup:
+                self._setup(module)
+            self._module = module
+        return getattr(self._module, attribute)
+
+
+def _pandas_options(pandas: ModuleType) -> None:
+    pandas.set_option("display.max_rows", 200)  # long tables go through summarize()
+    pandas.set_option("display.max_colwidth", 80)
+
+
+pd = _OnFirstUse("pandas", _pandas_options)
+matplotlib = _OnFirstUse("matplotlib")
+font_manager = _OnFirstUse("matplotlib.font_manager")
+_matplotlib_figure = _OnFirstUse("matplotlib.figure")
+_agg = _OnFirstUse("matplotlib.backends.backend_agg")
 
 LONG_TABLE = 20  # rows shown of a long table; the rest is counted, not dumped
 BASE_FONT = "DejaVu Sans"  # matplotlib's own font: Latin, Greek, Cyrillic, ✓ ✗, no Hangul
@@ -99,7 +126,7 @@ def label(text: Any, font: str | None = None) -> str:
 
 
 def _png(fig: Figure) -> Image:
-    FigureCanvasAgg(fig)
+    _agg.FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
     return Image(data=buffer.getvalue(), format="png")
@@ -112,7 +139,7 @@ def _fonts() -> dict[str, Any]:
 
 
 def _figure(rows: int) -> Figure:
-    return Figure(figsize=(8, 0.35 * max(rows, 4) + 1.2))
+    return _matplotlib_figure.Figure(figsize=(8, 0.35 * max(rows, 4) + 1.2))
 
 
 def _bar_chart(labels: list[str], series: dict[str, list[float]], title: str, xlabel: str) -> Image:
@@ -306,7 +333,7 @@ def throughput_over_time_chart(transfer: dict[str, Any]) -> Image:
         clock = max(clock, start + seconds) if table.get("start_seconds") is None else clock
     end = max((stop for _, stop, _ in spans), default=0.0)
     with matplotlib.rc_context(_fonts()):
-        fig = Figure(figsize=(8, 3.6))
+        fig = _matplotlib_figure.Figure(figsize=(8, 3.6))
         ax = fig.add_subplot()
         cumulative = ax.twinx()
         for i, (start, stop, table) in enumerate(spans):
