@@ -9,7 +9,8 @@ PostgreSQL server measure
   session (what a careful operator would script);
 - pgloader with its defaults (when installed; `apt-get install pgloader`), which creates its own
   schema, indexes and foreign keys;
-- our transfer (`runbook.transfer.transfer`) and verification (`runbook.verify.verify`).
+- our transfer (`runbook.transfer.transfer`) and verification (`runbook.verify.verify`);
+- the whole `runbook run` (all four notebooks in their kernels, as an operator runs them).
 
 Wall seconds, rows/s, ratios and the peak RSS of each whole process tree (summed over the
 processes, polled from /proc every 20 ms) are printed as a table and written as JSON and a chart
@@ -165,6 +166,27 @@ def bench_ours(run: RunFolder, target: Target, workers: int | None) -> dict:
         measured["seconds"] = inner.pop("inner_seconds")  # the call, without interpreter start
         results[step] = measured | inner
     return results
+
+
+def bench_whole_run(sample: Path, work: Path, admin: Target) -> dict:
+    """`runbook run` of the sample into a fresh database: the four notebooks executed by
+    papermill in their kernels (backup, schema, transfer, verification, HTML export, manifest),
+    as an operator runs them; wall seconds and the peak memory of the whole run, kernels and
+    worker processes included."""
+    target = fresh(admin, "bench_run")
+    folder = work / "run-notebooks"
+    if folder.exists():
+        shutil.rmtree(folder)
+    runbook = str(Path(sys.executable).with_name("runbook"))
+    command = [runbook, "run", str(sample), "--run-dir", str(folder)]
+    command += ["--database-url-env", "BENCH_TARGET_URL"]
+    env = {**os.environ, "BENCH_TARGET_URL": target.url, "TQDM_DISABLE": "1"}
+    measured = measure(command, env=env, cwd=ROOT)
+    measured.pop("stdout")
+    verdict = json.loads((folder / "verify.json").read_text())["verdict"]
+    if verdict != "PASS":
+        raise RuntimeError(f"runbook run ended in {verdict}")
+    return measured
 
 
 def export_csv(sample: Path, tables: list[sqlite_source.Table], folder: Path) -> dict:
@@ -325,6 +347,7 @@ def rows_of(result: dict, scale: str) -> list[dict]:
     if entry.get("ours"):
         add("runbook transfer", entry["ours"]["transfer"])
         add("runbook verify", entry["ours"]["verify"])
+    add("runbook run (4 notebooks)", entry.get("run"))
     return lines
 
 
@@ -381,7 +404,9 @@ def main() -> int:
     parser.add_argument("--scales", nargs="+", default=["1", "3"])
     parser.add_argument("--url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--workers", type=int, default=0, help="0: the transfer's default")
-    parser.add_argument("--methods", default="copy,pgloader,ours")
+    parser.add_argument(
+        "--methods", default="copy,pgloader,ours,run", help="run: the whole `runbook run`"
+    )
     default_data = Path(tempfile.gettempdir()) / "runbook-bench"
     parser.add_argument("--data-dir", type=Path, default=default_data)
     parser.add_argument("--seed", type=int, default=42)
@@ -431,7 +456,7 @@ def main() -> int:
         work = args.data_dir / f"work-scale{scale}"
         work.mkdir(exist_ok=True)
         repeat = args.repeat if float(scale) <= args.repeat_max_scale else 1
-        runs: dict[str, list] = {"copy": [], "pgloader": [], "ours": []}
+        runs: dict[str, list] = {"copy": [], "pgloader": [], "ours": [], "run": []}
         for attempt in range(repeat):
             label = f" (run {attempt + 1} of {repeat})" if repeat > 1 else ""
             if "copy" in methods:
@@ -453,6 +478,9 @@ def main() -> int:
                 print(f"scale {scale}: runbook transfer and verify{label} …", flush=True)
                 run, target = prepare_run(sample, work, admin, "bench_ours")
                 runs["ours"].append(bench_ours(run, target, args.workers or None))
+            if "run" in methods:
+                print(f"scale {scale}: runbook run, four notebooks{label} …", flush=True)
+                runs["run"].append(bench_whole_run(sample, work, admin))
         # the machine may be shared: of repeated runs, each method's fastest is kept (its
         # peak memory is the largest seen); every run is in "runs"
         if runs["copy"]:
@@ -469,9 +497,12 @@ def main() -> int:
                 best[step] = dict(best[step])
                 best[step]["peak_rss_mib"] = max(r[step]["peak_rss_mib"] for r in runs["ours"])
             entry["ours"] = best
+        if runs["run"]:
+            entry["run"] = dict(min(runs["run"], key=lambda r: r["seconds"]))
+            entry["run"]["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs["run"])
         entry["runs"] = runs
         result["scales"][scale] = entry
-        for name in ("bench_copy", "bench_pgloader", "bench_ours"):
+        for name in ("bench_copy", "bench_pgloader", "bench_ours", "bench_run"):
             drop_database(admin, name)
         print(markdown({**result, "scales": {scale: entry}}), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
