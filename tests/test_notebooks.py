@@ -79,6 +79,25 @@ def test_reads_as_a_runbook_step(name: str) -> None:
     assert charts, f"{name} has no chart"
 
 
+def test_looking_for_a_hangul_font_starts_no_process(monkeypatch) -> None:
+    """The kernel draws charts with pandas and matplotlib loaded: a process it started then
+    (fc-list) would be counted with the kernel's whole memory until it execs."""
+    import subprocess
+
+    from runbook import presentation
+
+    def refused(*args, **kwargs):
+        raise AssertionError(f"a process was started: {args[:1]}")
+
+    presentation.cjk_font.cache_clear()
+    monkeypatch.setattr(subprocess, "Popen", refused)
+    try:
+        found = presentation.cjk_font()
+    finally:
+        presentation.cjk_font.cache_clear()
+    assert found is None or isinstance(found, str)
+
+
 def test_hangul_is_romanized_where_no_cjk_font_is_installed(monkeypatch) -> None:
     from runbook import presentation
 
