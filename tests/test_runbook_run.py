@@ -4,10 +4,12 @@ tampered target fails verification naming the rows; the password never reaches a
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import apsw
 import pytest
 from commands import runbook
 from fingerprint import fingerprint
@@ -70,6 +72,9 @@ def test_run_migrates_verifies_and_archives(
     assert manifest["outcome"] == "passed"
     assert [s["outcome"] for s in manifest["steps"]] == ["passed"] * 4
     assert manifest["source_sha256"] == sha256_file(run_dir / "source-backup.db")
+    # the SQLite libraries that read the source are on record
+    assert manifest["versions"]["sqlite (standard module)"] == sqlite3.sqlite_version
+    assert manifest["versions"]["sqlite (apsw)"] == apsw.sqlite_lib_version()
     for name, digest in manifest["files"].items():
         assert sha256_file(run_dir / name) == digest, name
     assert json.loads((run_dir / "verify.json").read_text())["verdict"] == "PASS"
@@ -92,8 +97,6 @@ def test_run_migrates_verifies_and_archives(
         ).fetchone()[0]
         top = conn.execute("SELECT max(id) FROM users WHERE username <> 'new'").fetchone()[0]
         conn.rollback()
-    import sqlite3
-
     lite = sqlite3.connect(sample_db)
     s_created, s_active = lite.execute(
         "SELECT created_at, is_active FROM users ORDER BY id LIMIT 1"

@@ -32,6 +32,7 @@ KEY_PACKAGES = (
     "SQLAlchemy",
     "psycopg",
     "psycopg2-binary",
+    "apsw",
     "alembic",
     "matplotlib",
     "pgserver",
@@ -51,8 +52,15 @@ def file_hashes(folder: Path, exclude: tuple[str, ...] = ("manifest.json",)) -> 
 
 
 def versions() -> dict[str, str]:
-    """Python and key package versions."""
+    """Python, key package versions, and the two SQLite libraries that read the source: the
+    standard module's (steps 01-03) and apsw's (04's checksums)."""
+    import sqlite3
+
+    import apsw
+
     found = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
+    found["sqlite (standard module)"] = sqlite3.sqlite_version
+    found["sqlite (apsw)"] = apsw.sqlite_lib_version()
     for name in KEY_PACKAGES:
         try:
             found[name] = metadata.version(name)
