@@ -16,16 +16,21 @@ from runbook.run import RunFolder
 from runbook.target import Target, connect
 
 
-@pytest.fixture
-def migrated(tmp_path: Path, fresh_target: Target) -> tuple[RunFolder, Target]:
+def migrate(tmp_path: Path, target: Target, scale: float) -> RunFolder:
+    """Steps 01-03 of a sample of the given scale into the target: the run folder."""
     sample = tmp_path / "dispatch.db"
-    generate(sample, scale=0.003, seed=5)
+    generate(sample, scale=scale, seed=5)
     run = RunFolder(tmp_path / "run")
     run.path.mkdir()
     backup.snapshot(sample, run)
-    schema.prepare(run, fresh_target)
-    transfer.transfer(run, fresh_target, workers=2)
-    return run, fresh_target
+    schema.prepare(run, target)
+    transfer.transfer(run, target, workers=2)
+    return run
+
+
+@pytest.fixture
+def migrated(tmp_path: Path, fresh_target: Target) -> tuple[RunFolder, Target]:
+    return migrate(tmp_path, fresh_target, 0.003), fresh_target
 
 
 def test_a_faithful_copy_passes_with_every_table_checksummed_in_sql(migrated) -> None:
@@ -170,6 +175,29 @@ def test_bare_json_numbers_stored_as_numbers(fresh_target: Target) -> None:
             assert digest.jsonb_text(value) == printed
 
 
+PG_TYPES = {"INTEGER PRIMARY KEY": "bigint PRIMARY KEY", "TEXT": "text", "FLOAT": "float8"}
+
+
+def table_on_both(path: Path, target: Target, rows: list[tuple], columns: str) -> None:
+    """Table t with the same rows in a new SQLite file and in the target (`columns` as SQLite
+    declares them; the target's types follow PG_TYPES)."""
+    import sqlite3
+
+    pg_columns = ", ".join(
+        f"{name} {PG_TYPES[declared]}"
+        for name, declared in (c.strip().split(" ", 1) for c in columns.split(","))
+    )
+    with sqlite3.connect(path) as lite:
+        lite.execute(f"CREATE TABLE t ({columns})")
+        lite.executemany(f"INSERT INTO t VALUES ({', '.join('?' * len(rows[0]))})", rows)
+    lite.close()
+    with connect(target) as conn:
+        conn.execute(f"CREATE TABLE t ({pg_columns})")
+        with conn.cursor().copy("COPY t FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
 EXTREME_KEYS = [
     -(2**63),
     -20_000,
@@ -193,21 +221,13 @@ def test_segments_cover_negative_sparse_and_extreme_keys(
     """The source is read segment by segment (the next key present, then its segment's rows):
     keys at both ends of bigint, around zero and with huge gaps land in the same segments on
     both engines, and a change in any one row is seen, a NULL double turned 0 included."""
-    import sqlite3
 
     from runbook.conversions import conversion_for
     from runbook.schema import ColumnPlan
 
     path = tmp_path / "keys.db"
-    with sqlite3.connect(path) as lite:
-        lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, d FLOAT)")
-        rows = [(k, f"v{k}", None if k == 0 else k / 3) for k in EXTREME_KEYS]
-        lite.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
-    with connect(fresh_target) as conn:
-        conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, v text, d double precision)")
-        with conn.cursor().copy("COPY t FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    rows = [(k, f"v{k}", None if k == 0 else k / 3) for k in EXTREME_KEYS]
+    table_on_both(path, fresh_target, rows, "id INTEGER PRIMARY KEY, v TEXT, d FLOAT")
     plans = [
         ColumnPlan("t", "id", "INTEGER", "bigint", False, conversion_for("bigint").name),
         ColumnPlan("t", "v", "TEXT", "text", True, conversion_for("text").name),
@@ -238,7 +258,6 @@ def test_a_key_range_is_walked_from_its_own_first_key(
     key on both engines: the ranges together give the whole table's sums, and the last range
     costs SQLite no more steps than the first (walked from the lowest integer, SQLite read
     every row before its range to find the first key)."""
-    import sqlite3
 
     from runbook import source
     from runbook.conversions import conversion_for
@@ -246,14 +265,7 @@ def test_a_key_range_is_walked_from_its_own_first_key(
 
     path = tmp_path / "ranges.db"
     rows = [(k, f"v{k}") for k in range(50_000)]
-    with sqlite3.connect(path) as lite:
-        lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        lite.executemany("INSERT INTO t VALUES (?, ?)", rows)
-    with connect(fresh_target) as conn:
-        conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, v text)")
-        with conn.cursor().copy("COPY t FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    table_on_both(path, fresh_target, rows, "id INTEGER PRIMARY KEY, v TEXT")
     plans = [
         ColumnPlan("t", "id", "INTEGER", "bigint", False, conversion_for("bigint").name),
         ColumnPlan("t", "v", "TEXT", "text", True, conversion_for("text").name),
@@ -290,13 +302,7 @@ def test_a_key_range_is_walked_from_its_own_first_key(
 def test_verify_walks_each_key_range_from_its_lower_bound(
     tmp_path: Path, one_target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sample = tmp_path / "dispatch.db"
-    generate(sample, scale=0.04, seed=5)
-    run = RunFolder(tmp_path / "run")
-    run.path.mkdir()
-    backup.snapshot(sample, run)
-    schema.prepare(run, one_target)
-    transfer.transfer(run, one_target, workers=2)
+    run = migrate(tmp_path, one_target, 0.04)
     monkeypatch.setattr(verify, "SPLIT_COST", 20_000)  # temperature_logs in ranges of a segment
     jobs: list[tuple[str, int]] = []
     source_job = verify._source_job
