@@ -222,3 +222,32 @@ def test_a_server_older_than_postgresql_12_fails_before_step_01_with_one_sentenc
     assert "the target runs PostgreSQL 11.22, older than PostgreSQL 12" in text, text
     assert "migrate into PostgreSQL 12 or newer" in text
     assert fingerprint(target) == before
+
+
+def test_the_run_process_leaves_out_the_iri_checker_and_still_validates_notebooks() -> None:
+    """`runbook run` keeps jsonschema's IRI format checker (a grammar built on import) out of
+    its process; nbformat still validates: a notebook with a broken cell is refused."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = (
+        "import sys\n"
+        "from runbook.cli import _without_iri_checker\n"
+        "_without_iri_checker()\n"
+        "import nbformat, papermill\n"
+        "nb = nbformat.read('notebooks/01_backup.ipynb', 4)\n"
+        "nbformat.validate(nb)\n"
+        "nb.cells[0]['cell_type'] = 'bogus'\n"
+        "try:\n"
+        "    nbformat.validate(nb)\n"
+        "    print('accepted')\n"
+        "except nbformat.ValidationError:\n"
+        "    print('refused')\n"
+        "print(sys.modules.get('rfc3987_syntax', 'absent'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["refused", "None"], done.stdout + done.stderr
