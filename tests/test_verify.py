@@ -318,3 +318,29 @@ def test_verify_walks_each_key_range_from_its_lower_bound(
     for where, start in jobs:
         bound = where.split('"id" >= ')[1].split(" ")[0].rstrip(")") if ">=" in where else None
         assert start == (int(bound) if bound else digest.INT64_MIN), (where, start)
+
+
+def test_both_engines_are_read_at_the_same_time(migrated, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's checksum queries do not wait for a free thread behind the source's
+    processes, nor the source behind them: here every server query waits until the source has
+    delivered a result, which only ends when both sides run at the same time."""
+    import threading
+
+    run, target = migrated
+    source_delivered = threading.Event()
+    in_processes, target_sums = verify.in_processes, verify._target_sums
+
+    def source_side(jobs, workers, setup, arguments, work, done):
+        def delivered(key, result):
+            source_delivered.set()
+            done(key, result)
+
+        return in_processes(jobs, workers, setup, arguments, work, delivered)
+
+    def server_side(*args, **kwargs):
+        assert source_delivered.wait(timeout=60), "the source side had not started"
+        return target_sums(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "in_processes", source_side)
+    monkeypatch.setattr(verify, "_target_sums", server_side)
+    assert verify.verify(run, target, workers=2)["verdict"] == "PASS"

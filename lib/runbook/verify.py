@@ -575,12 +575,13 @@ def checksums(
         for i, part in enumerate(parts)
         if i not in local
     ]
-    with ThreadPoolExecutor(max_workers=workers + 1) as pool:
-        targets = [
-            pool.submit(_target_sums, target, shapes[part.table], part.target_where, part.start)
-            for part in parts
-        ]
-        sources = pool.submit(
+    # the two engines at the same time: the source's processes and the server's queries each
+    # have their own pool (in one pool the source waited until the last query had started)
+    with (
+        ThreadPoolExecutor(max_workers=1) as source_side,
+        ThreadPoolExecutor(max_workers=workers) as server_side,
+    ):
+        sources = source_side.submit(
             in_processes,
             remote,
             workers,
@@ -589,6 +590,12 @@ def checksums(
             "runbook.digest:source_sums",
             source_parts.__setitem__,
         )
+        targets = [
+            server_side.submit(
+                _target_sums, target, shapes[part.table], part.target_where, part.start
+            )
+            for part in parts
+        ]
         for i in sorted(local):
             part = parts[i]
             source_parts[i] = _source_sums(
