@@ -279,8 +279,12 @@ def _source_job(
         text_factory = "str"  # the preflight has refused text that is not UTF-8
     else:
         text_factory = "decode"  # text as the rules see it (invalid UTF-8 kept as surrogates)
-    job = {"backup": backup, "text_factory": text_factory, "hasher": shape.hasher(0)}
-    job["start"] = start
+    job = {
+        "backup": backup,
+        "text_factory": text_factory,
+        "hasher": shape.hasher(0),
+        "start": start,
+    }
     if shape.integer_key:
         job["next_key_sql"], job["segment_sql"] = shape.source_segment_sql(where)
     else:
@@ -330,6 +334,14 @@ def _target_sums(
             return shape.sums(cursor, 1)
 
 
+def _differing(source: dict[int, list[int]], target_sums: dict[int, list[int]]) -> list[int]:
+    """The segments whose [rows, checksum] differ between the engines (or exist on one only),
+    in key order."""
+    return sorted(
+        s for s in source.keys() | target_sums.keys() if source.get(s) != target_sums.get(s)
+    )
+
+
 def _ordered_again(
     target: Target,
     shape: _Shape,
@@ -341,9 +353,7 @@ def _ordered_again(
     aggregate, which PostgreSQL promises, before they count as different: a match from the
     faster query stands (the rows' canonical bytes delimit themselves, so equal bytes are the
     same rows in the same order), a difference is only ever the promised order's."""
-    differing = [
-        s for s in source.keys() | target_sums.keys() if source.get(s) != target_sums.get(s)
-    ]
+    differing = _differing(source, target_sums)
     if shape.row_mode or not differing:
         return
     _, segment_sql = shape.target_segment_sql(where, ordered=True)
@@ -424,9 +434,7 @@ def _compare(
     source: dict[int, list[int]],
     target_sums: dict[int, list[int]],
 ) -> dict[str, Any]:
-    differing = sorted(
-        seg for seg in source.keys() | target_sums.keys() if source.get(seg) != target_sums.get(seg)
-    )
+    differing = _differing(source, target_sums)
     differences: list[dict[str, Any]] = []
     side = _Side(shape)
     for segment in differing:
