@@ -9,7 +9,7 @@ PostgreSQL server measure
   session (what a careful operator would script);
 - pgloader with its defaults (when installed; `apt-get install pgloader`), which creates its own
   schema, indexes and foreign keys;
-- our transfer (`runbook.transfer.transfer`) and verification (`runbook.verify.verify`);
+- our transfer (`runbook.steps.transfer.transfer`) and verification (`runbook.steps.verify.verify`);
 - the whole `runbook run` (all four notebooks in their kernels, as an operator runs them).
 
 Wall seconds, rows/s, ratios and the peak RSS of each whole process tree (summed over the
@@ -39,12 +39,12 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from runbook import backup, schema  # noqa: E402
-from runbook import source as sqlite_source  # noqa: E402
-from runbook.run import RunFolder  # noqa: E402
-from runbook.source import quote_ident  # noqa: E402
-from runbook.target import Target, connect, create_database, drop_database  # noqa: E402
-from runbook.transfer import INDEX_MEMORY, _foreign_keys, _secondary_indexes  # noqa: E402
+from runbook.core import source as sqlite_source  # noqa: E402
+from runbook.core.run import RunFolder  # noqa: E402
+from runbook.core.source import quote_ident  # noqa: E402
+from runbook.core.target import Target, connect, create_database, drop_database  # noqa: E402
+from runbook.engine.constraints import INDEX_MEMORY, foreign_keys, secondary_indexes  # noqa: E402
+from runbook.steps import backup, schema  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -141,9 +141,9 @@ def bench_ours(run: RunFolder, target: Target, workers: int | None) -> dict:
     code = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from runbook import transfer, verify\n"
-        "from runbook.run import RunFolder\n"
-        "from runbook.target import Target\n"
+        "from runbook.steps import transfer, verify\n"
+        "from runbook.core.run import RunFolder\n"
+        "from runbook.core.target import Target\n"
         "run = RunFolder(Path(sys.argv[1]))\n"
         "target = Target(sys.argv[2], 'external', 'bench')\n"
         "workers = int(sys.argv[4]) if sys.argv[4] != '0' else None\n"
@@ -225,8 +225,8 @@ def bench_copy(sample: Path, work: Path, admin: Target) -> dict:
     schema.upgrade(target)
     names = [t.name for t in tables]
     with connect(target) as pg:
-        fks = _foreign_keys(pg, names)
-        indexes = _secondary_indexes(pg, names)
+        fks = foreign_keys(pg, names)
+        indexes = secondary_indexes(pg, names)
         for fk in fks:
             pg.execute(f"ALTER TABLE {quote_ident(fk['table'])} DROP CONSTRAINT {fk['name']}")
         for index in indexes:

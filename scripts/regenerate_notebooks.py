@@ -11,32 +11,20 @@ from pathlib import Path
 import nbformat
 import papermill
 
-from runbook.reference import reference_environment
+from runbook.core import parameters
+from runbook.record.reference import reference_environment
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 IGNORE = ["nbval-ignore-output"]  # cells whose output varies by run (timings, progress bars)
 
-PARAMETERS = '''# Parameters (papermill overrides these; plain literals only).
-# Empty strings mean: take the value from the environment (RUNBOOK_RUN_DIR, RUNBOOK_SOURCE),
-# else the most recent unfinished run and the demo sample.
-run_dir = ""
-source_db = ""
-# The target URL comes from this environment variable (or a .env file), never from a parameter:
-# parameters are written into the executed notebook.
-database_url_env = "DATABASE_URL"
-# A password-free URL may be given here instead (the password then comes from PGPASSWORD).
-target_url = ""'''
-
 BEGIN = "step = session.begin({step!r}, run_dir, source_db, target_url, database_url_env)"
-REPLACE = """
-# Replace what the target holds? Step 01 then saves it into the run folder (pg_dump) and step 02
-# drops only the tables this migration creates. Off: a target with data is refused.
-replace_target = False"""
-POLICY = (
-    '\n# Rows that do not fit: "stop" (default: nothing is written) or "reject" (they and '
-    "the rows\n# that depend on them go to rejects.jsonl with their reason; every other row is "
-    'loaded).\non_bad_rows = "stop"'
-)
+
+
+def parameters_cell(step: str) -> tuple[str, str, list[str]]:
+    """The parameters cell of a step's notebook, made from the one declaration of the run's
+    parameters (`runbook.core.parameters`)."""
+    return ("code", parameters.cell(step), ["parameters"])
+
 
 CELLS: dict[str, list[tuple[str, str, list[str]]]] = {
     "01_backup": [
@@ -57,11 +45,14 @@ parameter or `RUNBOOK_RUN_DIR`.
 production, the foreign-key problems are zero (or understood), and the last line says PASS.""",
             [],
         ),
-        ("code", PARAMETERS + REPLACE, ["parameters"]),
+        parameters_cell("backup"),
         (
             "code",
-            "from runbook import backup, replace, session\nfrom runbook import presentation as show"
-            "\n\n" + BEGIN.format(step="backup"),
+            "from runbook.core import session\n"
+            "from runbook.engine import replace\n"
+            "from runbook.record import charts, show\n"
+            "from runbook.steps import backup\n"
+            "\n" + BEGIN.format(step="backup"),
             [],
         ),
         (
@@ -70,8 +61,8 @@ production, the foreign-key problems are zero (or understood), and the last line
             [],
         ),
         ("code", "backup.require_sound(result)\nshow.backup_tables(result)", []),
-        ("code", "show.table_sizes_chart(result)", []),
-        ("code", "show.client_orders_chart(step.run.backup_path)", []),
+        ("code", "charts.table_sizes_chart(result)", []),
+        ("code", "charts.client_orders_chart(step.run.backup_path)", []),
         (
             "code",
             "saved = replace.save_if_replacing(step.run, step.target, replace_target)\n"
@@ -96,24 +87,14 @@ the preflight chart shows no misfits (or you chose how to handle them), and the 
 PASS.""",
             [],
         ),
+        parameters_cell("schema"),
         (
             "code",
-            PARAMETERS
-            + POLICY
-            + """
-# "alembic": the application's migrations (default); "reflect": a schema built from the SQLite
-# file itself (any SQLite database).
-schema_mode = "alembic"
-# Explicit conversion rules per column, e.g. {"orders.requested_pickup_at": ["epoch-seconds"]}
-# (rules: empty-as-null, datetime-offset, epoch-seconds, epoch-milliseconds, cp949).
-column_rules = {}"""
-            + REPLACE,
-            ["parameters"],
-        ),
-        (
-            "code",
-            "from runbook import preflight, schema, session\n"
-            "from runbook import presentation as show\n\n" + BEGIN.format(step="schema"),
+            "from runbook.core import session\n"
+            "from runbook.engine import preflight\n"
+            "from runbook.record import charts, show\n"
+            "from runbook.steps import schema\n"
+            "\n" + BEGIN.format(step="schema"),
             [],
         ),
         (
@@ -126,7 +107,7 @@ column_rules = {}"""
         ("code", "show.reflect_notes(result)", []),
         ("code", "show.columns_per_table(result)", []),
         ("code", "show.summarize(show.column_map(result))", []),
-        ("code", "show.misfits_chart(result)", []),
+        ("code", "charts.misfits_chart(result)", []),
         ("code", "show.summarize(show.preflight_summary(result))", []),
         ("code", "show.preflight_findings(result)", []),
         (
@@ -155,18 +136,24 @@ valid, every sequence is above its table's largest id, and the last line says PA
 show the rows/s of each table's COPY and the load over time.""",
             [],
         ),
-        ("code", PARAMETERS + POLICY, ["parameters"]),
+        parameters_cell("transfer"),
         (
             "code",
-            "from runbook import presentation as show\nfrom runbook import session, transfer\n\n"
-            + BEGIN.format(step="transfer"),
+            "from runbook.core import session\n"
+            "from runbook.record import charts, show\n"
+            "from runbook.steps import transfer\n"
+            "\n" + BEGIN.format(step="transfer"),
             [],
         ),
-        ("code", "result = transfer.transfer(step.run, step.target, on_bad_rows)", IGNORE),
+        (
+            "code",
+            "result = transfer.transfer(step.run, step.target, on_bad_rows, workers=workers)",
+            IGNORE,
+        ),
         ("code", "show.transfer_tables(result)", []),
         ("code", "show.transfer_timings(result)", IGNORE),
-        ("code", "show.throughput_chart(result)", IGNORE),
-        ("code", "show.throughput_over_time_chart(result)", IGNORE),
+        ("code", "charts.throughput_chart(result)", IGNORE),
+        ("code", "charts.throughput_over_time_chart(result)", IGNORE),
         ("code", "show.sequences(result)", []),
         ("code", "session.verdict(step, transfer.summary(result))", []),
     ],
@@ -187,15 +174,22 @@ than one attempt when a transfer was interrupted and run again). The last cell r
 matches), no rows differ, every check passed, and the verdict on the last line is PASS.""",
             [],
         ),
-        ("code", PARAMETERS, ["parameters"]),
+        parameters_cell("verify"),
         (
             "code",
-            "from runbook import presentation as show\nfrom runbook import session, verify\n\n"
-            + BEGIN.format(step="verify"),
+            "from runbook.core import session\n"
+            "from runbook.record import charts, show\n"
+            "from runbook.steps import verify\n"
+            "\n" + BEGIN.format(step="verify"),
             [],
         ),
-        ("code", "result = verify.verify(step.run, step.target)\nshow.verify_tables(result)", []),
-        ("code", "show.verify_chart(result)", []),
+        (
+            "code",
+            "result = verify.verify(step.run, step.target, workers=workers)\n"
+            "show.verify_tables(result)",
+            [],
+        ),
+        ("code", "charts.verify_chart(result)", []),
         ("code", "show.differences(result)", []),
         ("code", "show.checks_summary(result)", []),
         ("code", "show.load_attempts(result)", []),

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from runbook.reference import fresh_database, reference_environment
-from runbook.target import Target, connect, embedded_target, stop_embedded
+from runbook.core.target import Target, connect, embedded_target, stop_embedded
+from runbook.record.reference import fresh_database, reference_environment
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from runbook.target import Target, connect
+from runbook.core.target import Target, connect
 
 
 def fingerprint(target: Target) -> str:

@@ -13,7 +13,7 @@ import pytest
 from commands import runbook
 
 from coldchain.sample import generate
-from runbook.reference import admin_target, fresh_database
+from runbook.record.reference import admin_target, fresh_database
 
 pytestmark = pytest.mark.e2e
 SCALE = 0.002
@@ -59,9 +59,9 @@ def test_manifests_form_a_chain(archive: dict) -> None:
     assert manifests[0]["previous_manifest"] is None
     assert manifests[1]["previous_manifest"]["run"] == first.name
     assert manifests[2]["previous_manifest"]["run"] == middle.name
-    from runbook.chain import sha256_of
+    from runbook.core.run import sha256_file
 
-    assert manifests[2]["previous_manifest"]["sha256"] == sha256_of(middle / "manifest.json")
+    assert manifests[2]["previous_manifest"]["sha256"] == sha256_file(middle / "manifest.json")
 
 
 def test_audit_passes_on_an_untouched_archive(archive: dict) -> None:

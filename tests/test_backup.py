@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from runbook.backup import require_sound, snapshot
-from runbook.errors import RunbookError
-from runbook.run import RunFolder
+from runbook.core.errors import RunbookError
+from runbook.core.run import RunFolder
+from runbook.steps.backup import require_sound, snapshot
 
 CRASHING_WRITER = """
 import os, sqlite3, sys

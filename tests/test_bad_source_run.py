@@ -55,7 +55,7 @@ CASES = {
 
 @pytest.mark.parametrize("kind", list(CASES))
 def test_a_bad_source_leaves_the_target_untouched(scram_server, tmp_path: Path, kind: str) -> None:
-    from runbook.target import create_database
+    from runbook.core.target import create_database
 
     name = f"bad_source_{kind}"
     create_database(scram_server.target(), name)
@@ -85,7 +85,7 @@ def without_root_file_access() -> tuple[str, ...]:
 def test_a_file_without_read_permission_is_refused_before_anything_is_written(
     scram_server, tmp_path: Path
 ) -> None:
-    from runbook.target import create_database
+    from runbook.core.target import create_database
 
     create_database(scram_server.target(), "bad_source_unreadable")
     target = scram_server.target("bad_source_unreadable")

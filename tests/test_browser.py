@@ -22,7 +22,7 @@ import pytest
 from commands import runbook
 
 from coldchain.sample import generate
-from runbook.reference import REFERENCE_SCALE, REFERENCE_SEED, fresh_database
+from runbook.record.reference import REFERENCE_SCALE, REFERENCE_SEED, fresh_database
 
 pytestmark = pytest.mark.e2e
 

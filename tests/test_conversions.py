@@ -12,11 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runbook.conversions import TargetType, conversion_for
-from runbook.schema import ColumnPlan
-from runbook.source import decode_text, register_functions
-from runbook.target import Target, connect
-from runbook.transfer import copy_line_sql
+from runbook.columns.conversions import TargetType, conversion_for, register_functions
+from runbook.columns.plan import ColumnPlan, copy_line_sql
+from runbook.core.source import decode_text
+from runbook.core.target import Target, connect
 
 SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -14,7 +14,7 @@ from pathlib import Path
 from commands import runbook
 from dirty_source import make_dirty_source
 
-from runbook.target import Target, connect
+from runbook.core.target import Target, connect
 
 
 def target_counts(target: Target, tables: list[str]) -> dict[str, int]:

@@ -13,8 +13,8 @@ import papermill
 from test_resume import kill_tree, planned_ranges, wait_for_loading, wait_for_ranges
 
 from coldchain.sample import generate
-from runbook.reference import fresh_database
-from runbook.target import connect
+from runbook.core.target import connect
+from runbook.record.reference import fresh_database
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -84,29 +84,29 @@ def test_looking_for_a_hangul_font_starts_no_process(monkeypatch) -> None:
     (fc-list) would be counted with the kernel's whole memory until it execs."""
     import subprocess
 
-    from runbook import presentation
+    from runbook.record import hangul
 
     def refused(*args, **kwargs):
         raise AssertionError(f"a process was started: {args[:1]}")
 
-    presentation.cjk_font.cache_clear()
+    hangul.cjk_font.cache_clear()
     monkeypatch.setattr(subprocess, "Popen", refused)
     try:
-        found = presentation.cjk_font()
+        found = hangul.cjk_font()
     finally:
-        presentation.cjk_font.cache_clear()
+        hangul.cjk_font.cache_clear()
     assert found is None or isinstance(found, str)
 
 
 def test_hangul_is_romanized_where_no_cjk_font_is_installed(monkeypatch) -> None:
-    from runbook import presentation
+    from runbook.record import hangul
 
-    assert presentation.romanize("서울식품(주) A동") == "Seoulsikpum(Ju) ADong"
-    monkeypatch.setattr(presentation, "cjk_font", lambda: None)
-    assert presentation.label("한빛냉장 3") == "Hanbitnaengjang 3"
-    assert presentation.label("東京 cold") == "cold"  # other CJK left out, never a tofu box
-    assert presentation.label("orders") == "orders"
-    assert presentation.label("한빛", font="NanumGothic") == "한빛"
+    assert hangul.romanize("서울식품(주) A동") == "Seoulsikpum(Ju) ADong"
+    monkeypatch.setattr(hangul, "cjk_font", lambda: None)
+    assert hangul.label("한빛냉장 3") == "Hanbitnaengjang 3"
+    assert hangul.label("東京 cold") == "cold"  # other CJK left out, never a tofu box
+    assert hangul.label("orders") == "orders"
+    assert hangul.label("한빛", font="NanumGothic") == "한빛"
 
 
 @pytest.mark.parametrize("cjk", [False, True])
@@ -116,25 +116,25 @@ def test_charts_with_korean_client_names_render_without_missing_glyphs(
     import warnings
 
     from coldchain.sample import generate
-    from runbook import presentation
+    from runbook.record import charts, hangul
 
-    if cjk and presentation.cjk_font() is None:
+    if cjk and hangul.cjk_font() is None:
         pytest.skip("no font with Hangul is installed (Debian: fonts-nanum or fonts-noto-cjk)")
     if not cjk:
-        monkeypatch.setattr(presentation, "cjk_font", lambda: None)
+        monkeypatch.setattr(hangul, "cjk_font", lambda: None)
     sample = tmp_path / "sample.db"
     generate(sample, scale=0.001, seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns "Glyph … missing from font(s)"
-        chart = presentation.client_orders_chart(sample)
+        chart = charts.client_orders_chart(sample)
     assert chart.data.startswith(b"\x89PNG")
 
 
 def test_an_interactive_session_shares_one_run_folder_and_never_writes_into_an_archive(
     tmp_path: Path, monkeypatch
 ) -> None:
-    from runbook.errors import RunbookError
-    from runbook.run import STEP_RESULTS, open_run
+    from runbook.core.errors import RunbookError
+    from runbook.core.run import STEP_RESULTS, open_run
 
     monkeypatch.setenv("RUNBOOK_RUNS", str(tmp_path))
     monkeypatch.delenv("RUNBOOK_RUN_DIR", raising=False)
@@ -162,7 +162,7 @@ def test_an_interactive_session_shares_one_run_folder_and_never_writes_into_an_a
 def test_a_run_the_runbook_command_is_still_writing_is_not_taken_over(
     tmp_path: Path, monkeypatch
 ) -> None:
-    from runbook.run import open_run
+    from runbook.core.run import open_run
 
     monkeypatch.setenv("RUNBOOK_RUNS", str(tmp_path))
     monkeypatch.delenv("RUNBOOK_RUN_DIR", raising=False)

@@ -9,10 +9,10 @@ import pytest
 from fingerprint import fingerprint
 
 from coldchain.sample import generate
-from runbook import backup, schema
-from runbook.errors import RunbookError
-from runbook.run import RunFolder
-from runbook.target import Target, connect
+from runbook.core.errors import RunbookError
+from runbook.core.run import RunFolder
+from runbook.core.target import Target, connect
+from runbook.steps import backup, schema
 
 
 def backed_up(tmp_path: Path, seed: int, name: str) -> RunFolder:

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from dirty_source import CORRUPTIONS, make_dirty_source
 
-from runbook.errors import RunbookError
-from runbook.preflight import require_clean, scan
-from runbook.rejects import read_ledger, write_ledger
-from runbook.run import RunFolder
-from runbook.schema import ColumnPlan, column_map
-from runbook.source import decode_text
-from runbook.target import Target
+from runbook.columns.plan import ColumnPlan
+from runbook.core.errors import RunbookError
+from runbook.core.run import RunFolder
+from runbook.core.source import decode_text
+from runbook.core.target import Target
+from runbook.engine.preflight import require_clean, scan
+from runbook.engine.rejects import read_ledger, write_ledger
+from runbook.steps.schema import column_map
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def dirty(tmp_path: Path) -> tuple[Path, dict[str, set[int]]]:
 
 @pytest.fixture
 def plans(dirty, fresh_target: Target) -> list[ColumnPlan]:
-    from runbook.schema import upgrade
+    from runbook.steps.schema import upgrade
 
     upgrade(fresh_target)
     return column_map(str(dirty[0]), fresh_target)
@@ -87,7 +88,7 @@ def test_the_ledger_holds_every_rejected_row_exactly(dirty, plans, tmp_path: Pat
 
 def test_a_clean_database_has_no_findings(fresh_target: Target, tmp_path: Path) -> None:
     from coldchain.sample import generate
-    from runbook.schema import upgrade
+    from runbook.steps.schema import upgrade
 
     path = tmp_path / "clean.db"
     generate(path, scale=0.002, seed=3)

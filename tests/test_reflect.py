@@ -8,14 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runbook.reflect import (
-    build,
-    choose_type,
-    declared_type,
-    target_names,
-    translate_default,
-)
-from runbook.target import Target, connect
+from runbook.columns import reflect
+from runbook.columns.inference import choose_type, declared_type, target_names, translate_default
+from runbook.core.target import Target, connect
 
 
 @pytest.mark.parametrize(
@@ -100,7 +95,8 @@ def test_the_reflected_schema_is_created_with_keys_indexes_and_notes(
     path = tmp_path / "any.db"
     with sqlite3.connect(path) as lite:
         lite.executescript(SCHEMA)
-    result = build(str(path), fresh_target)
+    result = reflect.plan(str(path))
+    reflect.create(fresh_target, result)
     notes = {(n["table"], n["object"]): n["note"] for n in result["notes"]}
     assert "expression index" in notes[("stock", "stock_expr")]
     with connect(fresh_target) as conn:
@@ -132,4 +128,4 @@ def test_the_reflected_schema_is_created_with_keys_indexes_and_notes(
         assert "now()" in default
         conn.execute("INSERT INTO depot (name) VALUES ('서울 1센터')")  # identity on the id
     with pytest.raises(Exception, match="already has tables"):
-        build(str(path), fresh_target)
+        reflect.create(fresh_target, reflect.plan(str(path)))

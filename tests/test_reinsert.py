@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from dirty_source import make_dirty_source
 
-from runbook import backup, rejects, schema, transfer, verify
-from runbook.errors import RunbookError
-from runbook.run import RunFolder
-from runbook.target import Target, connect
+from runbook.core.errors import RunbookError
+from runbook.core.run import RunFolder
+from runbook.core.target import Target, connect
+from runbook.steps import backup, reinsert, schema, transfer, verify
 
 
 def test_corrected_rows_are_reinserted_and_verified(fresh_target: Target, tmp_path: Path) -> None:
@@ -37,7 +37,7 @@ def test_corrected_rows_are_reinserted_and_verified(fresh_target: Target, tmp_pa
     corrected = tmp_path / "corrected.jsonl"
     corrected.write_text(json.dumps(still_bad) + "\n")
     with pytest.raises(RunbookError, match="still do not fit"):
-        rejects.reinsert(run, fresh_target, corrected)
+        reinsert.reinsert(run, fresh_target, corrected)
     with connect(fresh_target) as conn:
         assert (
             conn.execute("SELECT count(*) FROM orders WHERE id = %s", [order_id]).fetchone()[0] == 0
@@ -45,7 +45,7 @@ def test_corrected_rows_are_reinserted_and_verified(fresh_target: Target, tmp_pa
 
     fixed = dict(order, row={**order["row"], "weight_kg": 0.3})
     corrected.write_text("".join(json.dumps(x) + "\n" for x in [*stops, fixed]))  # any order
-    counts = rejects.reinsert(run, fresh_target, corrected)
+    counts = reinsert.reinsert(run, fresh_target, corrected)
     assert counts == {"orders": 1, **({"dispatch_routes": len(stops)} if stops else {})}
     with connect(fresh_target) as conn:
         weight = conn.execute("SELECT weight_kg FROM orders WHERE id = %s", [order_id]).fetchone()[
@@ -54,7 +54,7 @@ def test_corrected_rows_are_reinserted_and_verified(fresh_target: Target, tmp_pa
     assert str(weight) == "0.30"
 
     with pytest.raises(RunbookError, match="already re-inserted"):
-        rejects.reinsert(run, fresh_target, corrected)
+        reinsert.reinsert(run, fresh_target, corrected)
 
     result = verify.verify(run, fresh_target)
     orders_result = next(t for t in result["tables"] if t["table"] == "orders")

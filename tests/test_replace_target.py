@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from test_occupied_target import backed_up
 
-from runbook import replace, schema
-from runbook.errors import RunbookError
-from runbook.target import Target, connect
+from runbook.core.errors import RunbookError
+from runbook.core.target import Target, connect
+from runbook.engine import replace
+from runbook.steps import schema
 
 
 def test_replace_saves_then_drops_only_application_tables(

@@ -19,8 +19,8 @@ from fingerprint import data_fingerprint
 
 from coldchain.models import Base
 from coldchain.sample import generate
-from runbook.reference import fresh_database
-from runbook.target import Target, connect
+from runbook.core.target import Target, connect
+from runbook.record.reference import fresh_database
 
 TABLES = list(Base.metadata.tables)
 KILLS = int(os.environ.get("RUNBOOK_KILL_RUNS", "3"))  # the soak check uses 10
@@ -139,7 +139,7 @@ def test_a_run_killed_during_the_transfer_ends_in_pass_when_run_again(
 def test_a_server_stopped_mid_table_then_restarted(
     scram_server, source: Path, tmp_path, reference
 ) -> None:
-    from runbook.target import create_database
+    from runbook.core.target import create_database
 
     create_database(scram_server.target(), "resume_stop")
     target: Target = scram_server.target("resume_stop")
@@ -171,8 +171,9 @@ def test_an_index_rebuilt_without_its_constraint_before_a_crash(tmp_path: Path) 
     its unique constraint; the next run drops and rebuilds it, ending with Alembic's catalog."""
     from test_transfer import catalog
 
-    from runbook import backup, schema, transfer
-    from runbook.run import RunFolder
+    from runbook.core.run import RunFolder
+    from runbook.engine import constraints
+    from runbook.steps import backup, schema, transfer
 
     sample = tmp_path / "dispatch.db"
     generate(sample, scale=0.003, seed=11)
@@ -182,7 +183,7 @@ def test_an_index_rebuilt_without_its_constraint_before_a_crash(tmp_path: Path) 
     with fresh_database("runbook_resume_index") as target:
         schema.prepare(run, target)
         before = catalog(target)
-        build = transfer._build_index
+        build = constraints._build_index
 
         def crash_after_the_index(conn, index):
             if index["constraint_type"] == "u":
@@ -190,12 +191,12 @@ def test_an_index_rebuilt_without_its_constraint_before_a_crash(tmp_path: Path) 
                 raise RuntimeError("the server went away before ADD CONSTRAINT")
             build(conn, index)
 
-        transfer._build_index = crash_after_the_index
+        constraints._build_index = crash_after_the_index
         try:
             with pytest.raises(RuntimeError, match="went away"):
                 transfer.transfer(run, target, workers=2)
         finally:
-            transfer._build_index = build
+            constraints._build_index = build
         assert catalog(target) != before
         result = transfer.transfer(run, target, workers=2)
         assert result["attempt"] == 2

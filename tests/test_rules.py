@@ -8,10 +8,10 @@ from datetime import datetime
 import pytest
 from test_conversions import roundtrip
 
-from runbook.conversions import conversion_for
-from runbook.errors import RunbookError
-from runbook.rules import apply_rules
-from runbook.target import Target
+from runbook.columns.conversions import conversion_for
+from runbook.columns.rules import apply_rules
+from runbook.core.errors import RunbookError
+from runbook.core.target import Target
 
 TS = "timestamp without time zone"
 

@@ -15,8 +15,8 @@ from commands import runbook
 from fingerprint import fingerprint
 
 from coldchain.sample import generate
-from runbook.backup import sha256_file
-from runbook.target import Target, connect
+from runbook.core.run import sha256_file
+from runbook.core.target import Target, connect
 
 pytestmark = pytest.mark.e2e
 SCALE = 0.002
@@ -143,7 +143,7 @@ def test_unreachable_target_fails_before_backup_without_the_password(
 def test_run_with_password_authentication_and_a_wrong_password(
     scram_server, sample_db: Path, tmp_path: Path
 ) -> None:
-    from runbook.target import create_database
+    from runbook.core.target import create_database
 
     create_database(scram_server.target(), "coldchain")
     good = scram_server.target("coldchain")
@@ -170,7 +170,7 @@ def test_run_with_password_authentication_and_a_wrong_password(
 def test_a_role_without_create_rights_fails_before_step_01_with_one_sentence(
     scram_server, sample_db: Path, tmp_path: Path
 ) -> None:
-    from runbook.target import connect, create_database
+    from runbook.core.target import connect, create_database
 
     create_database(scram_server.target(), "locked")
     with connect(scram_server.target("locked"), autocommit=True) as conn:
@@ -213,7 +213,7 @@ def old_server():
 def test_a_server_older_than_postgresql_12_fails_before_step_01_with_one_sentence(
     old_server, sample_db: Path, tmp_path: Path
 ) -> None:
-    from runbook.target import server_version
+    from runbook.core.target import server_version
 
     target = old_server.target()
     assert server_version(target).startswith("PostgreSQL 11.")
@@ -234,8 +234,8 @@ def test_the_run_process_leaves_out_the_iri_checker_and_still_validates_notebook
 
     code = (
         "import sys\n"
-        "from runbook.cli import _without_iri_checker\n"
-        "_without_iri_checker()\n"
+        "from runbook.record.runner import without_iri_checker\n"
+        "without_iri_checker()\n"
         "import nbformat, papermill\n"
         "nb = nbformat.read('notebooks/01_backup.ipynb', 4)\n"
         "nbformat.validate(nb)\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runbook import backup, schema, transfer, verify
-from runbook.run import RunFolder
-from runbook.target import Target
+from runbook.core.run import RunFolder
+from runbook.core.target import Target
+from runbook.steps import backup, schema, transfer, verify
 
 SAMPLES = [
     "Chinook_Sqlite.sqlite",

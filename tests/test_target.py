@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runbook.errors import RunbookError
-from runbook.target import (
+from runbook.core.errors import RunbookError
+from runbook.core.target import (
     Target,
     connect,
     mask_text,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from commands import runbook
 
-from runbook.target import Target, connect
+from runbook.core.target import Target, connect
 
 READINGS = [  # (id, sensor, taken_at): 1, 2 and 4 are one key once converted; 3 and 5 are not
     (1, "FZ-01", "2025-11-03 09:00:00"),

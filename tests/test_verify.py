@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from coldchain.sample import generate
-from runbook import backup, digest, schema, transfer, verify
-from runbook.errors import RunbookError
-from runbook.run import RunFolder
-from runbook.target import Target, connect
+from runbook.core.errors import RunbookError
+from runbook.core.run import RunFolder
+from runbook.core.target import Target, connect
+from runbook.engine import checksums, digest, shapes
+from runbook.steps import backup, schema, transfer, verify
 
 
 def migrate(tmp_path: Path, target: Target, scale: float) -> RunFolder:
@@ -109,17 +110,17 @@ def test_an_order_the_server_does_not_promise_never_decides_a_difference(
     hashed again in the promised order and the copy passes (without that second look it would
     fail); a changed value still fails, named."""
     run, target = migrated
-    monkeypatch.setattr(verify, "PRESORTED_AGGREGATES", 10**9)  # the faster query everywhere
-    segment_sql = verify._Shape.target_segment_sql
+    monkeypatch.setattr(checksums, "PRESORTED_AGGREGATES", 10**9)  # the faster query everywhere
+    segment_sql = shapes.Shape.target_segment_sql
 
     def reversed_order(self, where: str = "", *, ordered: bool = True) -> tuple[str, str]:
         next_key, segment = segment_sql(self, where, ordered=ordered)
         return next_key, segment if ordered else segment.replace(") AS keyed", " DESC) AS keyed")
 
-    monkeypatch.setattr(verify._Shape, "target_segment_sql", reversed_order)
+    monkeypatch.setattr(shapes.Shape, "target_segment_sql", reversed_order)
     assert verify.verify(run, target)["verdict"] == "PASS"
     with monkeypatch.context() as without:
-        without.setattr(verify, "_ordered_again", lambda *args: None)
+        without.setattr(checksums, "_ordered_again", lambda *args: None)
         failed = verify.verify(run, target)
     assert failed["verdict"] == "FAIL"
     assert "temperature_logs: content checksum differs" in failed["failures"]
@@ -222,8 +223,8 @@ def test_segments_cover_negative_sparse_and_extreme_keys(
     keys at both ends of bigint, around zero and with huge gaps land in the same segments on
     both engines, and a change in any one row is seen, a NULL double turned 0 included."""
 
-    from runbook.conversions import conversion_for
-    from runbook.schema import ColumnPlan
+    from runbook.columns.conversions import conversion_for
+    from runbook.columns.plan import ColumnPlan
 
     path = tmp_path / "keys.db"
     rows = [(k, f"v{k}", None if k == 0 else k / 3) for k in EXTREME_KEYS]
@@ -233,21 +234,21 @@ def test_segments_cover_negative_sparse_and_extreme_keys(
         ColumnPlan("t", "v", "TEXT", "text", True, conversion_for("text").name),
         ColumnPlan("t", "d", "FLOAT", "double precision", True, "double precision"),
     ]
-    shape = verify._Shape("t", "t", plans, ("id",), True)
-    source = verify._source_sums(str(path), shape, "")
+    shape = shapes.Shape("t", "t", plans, ("id",), True)
+    source = checksums._source_sums(str(path), shape, "")
     assert sorted(source) == sorted({digest.segment_of(k) for k in EXTREME_KEYS})
     assert sum(count for count, _ in source.values()) == len(EXTREME_KEYS)
-    assert verify._target_sums(fresh_target, shape) == source
+    assert checksums._target_sums(fresh_target, shape) == source
     for key in (-(2**63), -9_999, 2**63 - 1):
         with connect(fresh_target) as conn:
             conn.execute("UPDATE t SET v = v || 'x' WHERE id = %s", [key])
-        changed = verify._target_sums(fresh_target, shape)
+        changed = checksums._target_sums(fresh_target, shape)
         assert [s for s in source if source[s] != changed[s]] == [digest.segment_of(key)]
         with connect(fresh_target) as conn:
             conn.execute("UPDATE t SET v = left(v, -1) WHERE id = %s", [key])
     with connect(fresh_target) as conn:  # NULL in the source, 0 here: only the NULL flag tells
         conn.execute("UPDATE t SET d = 0 WHERE id = 0")
-    changed = verify._target_sums(fresh_target, shape)
+    changed = checksums._target_sums(fresh_target, shape)
     assert [s for s in source if source[s] != changed[s]] == [0]
 
 
@@ -259,9 +260,9 @@ def test_a_key_range_is_walked_from_its_own_first_key(
     costs SQLite no more steps than the first (walked from the lowest integer, SQLite read
     every row before its range to find the first key)."""
 
-    from runbook import source
-    from runbook.conversions import conversion_for
-    from runbook.schema import ColumnPlan
+    from runbook.columns.conversions import conversion_for
+    from runbook.columns.plan import ColumnPlan
+    from runbook.core import source
 
     path = tmp_path / "ranges.db"
     rows = [(k, f"v{k}") for k in range(50_000)]
@@ -270,7 +271,7 @@ def test_a_key_range_is_walked_from_its_own_first_key(
         ColumnPlan("t", "id", "INTEGER", "bigint", False, conversion_for("bigint").name),
         ColumnPlan("t", "v", "TEXT", "text", True, conversion_for("text").name),
     ]
-    shape = verify._Shape("t", "t", plans, ("id",), True)
+    shape = shapes.Shape("t", "t", plans, ("id",), True)
     steps: list[int] = []
     open_fast = source.open_readonly_fast
 
@@ -286,15 +287,15 @@ def test_a_key_range_is_walked_from_its_own_first_key(
         return conn
 
     monkeypatch.setattr(source, "open_readonly_fast", counted)
-    whole = verify._source_sums(str(path), shape, "")
-    assert whole == verify._target_sums(fresh_target, shape)
+    whole = checksums._source_sums(str(path), shape, "")
+    assert whole == checksums._target_sums(fresh_target, shape)
     steps.clear()
     source_ranges: dict[int, list[int]] = {}
     target_ranges: dict[int, list[int]] = {}
     for low in range(0, 50_000, 10_000):
         where = f'"id" >= {low} AND "id" < {low + 10_000}'
-        source_ranges.update(verify._source_sums(str(path), shape, where, low))
-        target_ranges.update(verify._target_sums(fresh_target, shape, where, low))
+        source_ranges.update(checksums._source_sums(str(path), shape, where, low))
+        target_ranges.update(checksums._target_sums(fresh_target, shape, where, low))
     assert source_ranges == whole == target_ranges
     assert len(steps) == 5 and steps[-1] < 1.2 * steps[0], steps
 
@@ -303,16 +304,16 @@ def test_verify_walks_each_key_range_from_its_lower_bound(
     tmp_path: Path, one_target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = migrate(tmp_path, one_target, 0.04)
-    monkeypatch.setattr(verify, "SPLIT_COST", 20_000)  # temperature_logs in ranges of a segment
+    monkeypatch.setattr(checksums, "SPLIT_COST", 20_000)  # temperature_logs in ranges of a segment
     jobs: list[tuple[str, int]] = []
-    source_job = verify._source_job
+    source_job = checksums._source_job
 
     def spied(backup_path: str, shape, where: str, start: int = digest.INT64_MIN):
         if shape.table == "temperature_logs":
             jobs.append((where, start))
         return source_job(backup_path, shape, where, start)
 
-    monkeypatch.setattr(verify, "_source_job", spied)
+    monkeypatch.setattr(checksums, "_source_job", spied)
     assert verify.verify(run, one_target)["verdict"] == "PASS"
     assert len(jobs) >= 3
     for where, start in jobs:
@@ -328,7 +329,7 @@ def test_both_engines_are_read_at_the_same_time(migrated, monkeypatch: pytest.Mo
 
     run, target = migrated
     source_delivered = threading.Event()
-    in_processes, target_sums = verify.in_processes, verify._target_sums
+    in_processes, target_sums = checksums.in_processes, checksums._target_sums
 
     def source_side(jobs, workers, setup, arguments, work, done):
         def delivered(key, result):
@@ -341,6 +342,6 @@ def test_both_engines_are_read_at_the_same_time(migrated, monkeypatch: pytest.Mo
         assert source_delivered.wait(timeout=60), "the source side had not started"
         return target_sums(*args, **kwargs)
 
-    monkeypatch.setattr(verify, "in_processes", source_side)
-    monkeypatch.setattr(verify, "_target_sums", server_side)
+    monkeypatch.setattr(checksums, "in_processes", source_side)
+    monkeypatch.setattr(checksums, "_target_sums", server_side)
     assert verify.verify(run, target, workers=2)["verdict"] == "PASS"

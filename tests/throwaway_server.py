@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from runbook.target import Target
+from runbook.core.target import Target
 
 SERVER_USER = "pgserver"  # PostgreSQL refuses to run as root; this user runs it instead
 REPO = Path(__file__).resolve().parents[1]

@@ -1,17 +1,18 @@
-"""The `runbook` command: run the four notebooks with papermill and archive the run."""
+"""The `runbook` command: parse the command line, run what it asks, and print any failure as the
+one sentence of its RunbookError (exit 2); the steps themselves run as notebooks
+(`record.runner`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
-from runbook.errors import RunbookError
-from runbook.run import new_run_name, runs_root
-from runbook.session import STEPS
-from runbook.target import (
+from runbook.core import parameters
+from runbook.core.errors import RunbookError
+from runbook.core.run import STEPS, RunFolder, new_run_name, runs_root
+from runbook.core.target import (
     Target,
     check_ready,
     create_database,
@@ -19,7 +20,6 @@ from runbook.target import (
     embedded_target,
     mask_text,
     project_home,
-    read_dotenv,
     resolve_target,
     server_version,
     stop_embedded,
@@ -41,128 +41,26 @@ def _parse_steps(text: str) -> list[str]:
     return [s for s in STEPS if s in chosen]
 
 
-def _parse_rules(given: list[str]) -> dict[str, list[str]]:
-    """`--rule orders.requested_pickup_at=epoch-seconds` options as {"table.column": [rules]}."""
-    rules: dict[str, list[str]] = {}
-    for item in given:
-        column, sep, names = item.partition("=")
-        if not sep or column.count(".") != 1 or not names:
-            raise RunbookError(
-                f"--rule {item!r} is not of the form TABLE.COLUMN=RULE[,RULE]",
-                fix="e.g. --rule orders.requested_pickup_at=epoch-seconds",
-            )
-        rules.setdefault(column, []).extend(n.strip() for n in names.split(",") if n.strip())
-    return rules
+def run(args: argparse.Namespace) -> int:
+    """`runbook run`: the chosen steps into a new run folder (or --run-dir)."""
+    from runbook.record.runner import run_steps
 
-
-def _load_dotenv(env_var: str) -> None:
-    """Make a `.env` value visible to the notebook kernels (read only; nothing is written)."""
-    dotenv = Path.cwd() / ".env"
-    if not os.environ.get(env_var) and dotenv.is_file():
-        value = read_dotenv(dotenv).get(env_var)
-        if value:
-            os.environ[env_var] = value
-
-
-def run_steps(
-    source: Path,
-    run_dir: Path | None,
-    steps: list[str],
-    env_var: str = "DATABASE_URL",
-    on_bad_rows: str = "stop",
-    report: bool = False,
-    schema_mode: str = "alembic",
-    column_rules: dict[str, list[str]] | None = None,
-    replace_target: bool = False,
-) -> int:
-    """Execute the chosen steps into a run folder, write the manifest and the runs index, print a
-    summary; the exit status is 0 only when every step passed. `report` hides the code in the
-    HTML exports (a reviewer's view; the .ipynb keeps everything)."""
-    _without_iri_checker()
-    from runbook.archive import execute_step, write_manifest
-
-    _load_dotenv(env_var)
-    target = resolve_target("", env_var)
-    if target.kind == "embedded":  # let the kernels find the same server and database
-        os.environ.setdefault("RUNBOOK_EMBEDDED_DATABASE", target.database)
-    secrets = (target.password or "",)
-    server = check_ready(target)  # fails here, before step 01, when the target is wrong
-    if "backup" in steps:
-        from runbook.source import check_file
-
-        check_file(source)
-    run_dir = run_dir or runs_root() / new_run_name()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    parameters = {
-        "source_db": str(source.resolve()),
-        "run_dir": str(run_dir.resolve()),
-        "database_url_env": env_var,
-        "on_bad_rows": on_bad_rows,
-        "schema_mode": schema_mode,
-        "column_rules": column_rules or {},
-        "replace_target": replace_target,
-    }
-    print(f"Run folder: {run_dir}")
-    print(f"Target:     {target.display} ({server})")
-    records = []
-    for step in steps:
-        record = execute_step(step, run_dir, parameters, secrets, report=report)
-        records.append(record)
-        print(f"  {step:<9} {record['outcome']:<7} {record['seconds']:>8.1f} s")
-        if record["outcome"] != "passed":
-            print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
-            break
-    manifest = write_manifest(
-        run_dir,
-        parameters=parameters,
-        target_display=target.display,
-        server=server,
-        steps=records,
-        started_at=started,
-        html_view="report" if report else "full",
+    if args.run_dir is None and args.steps != ",".join(STEPS):
+        raise RunbookError(
+            "--steps without --run-dir has no earlier results to work on",
+            fix="pass --run-dir of the run whose steps you want to repeat",
+        )
+    run_dir = args.run_dir or runs_root() / new_run_name()
+    chosen = parameters.from_options(
+        args, source_db=str(args.source.resolve()), run_dir=str(run_dir.resolve())
     )
-    _update_index(run_dir)
-    failed = [r for r in records if r["outcome"] != "passed"]
-    if failed:
-        print(f"FAILED at step {failed[0]['step']}; the notebooks in {run_dir} show where.")
-        return 1
-    verdict = "PASS" if manifest["outcome"] == "passed" else f"steps {', '.join(steps)} passed"
-    print(f"{verdict}. Manifest: {run_dir / 'manifest.json'}")
-    return 0
-
-
-def _without_iri_checker() -> None:
-    """Keep jsonschema's optional IRI format checker out of this process: nbformat validates
-    notebooks with jsonschema, whose schema checks no IRI, and the checker (rfc3987_syntax,
-    installed for jupyter_events) builds a grammar when imported (measured: 0.9 s and 15 MiB
-    of the 105 MiB this process holds through a run, the largest part of a run's peak)."""
-    if "jsonschema" not in sys.modules:
-        sys.modules.setdefault("rfc3987_syntax", None)  # None: `import` raises ImportError
-
-
-def _update_index(run_dir: Path) -> None:
-    """Refresh `index.html` of the runs folder (the run folder's parent) when it is the project's
-    runs folder or already has an index; a run elsewhere leaves its parent alone."""
-    from runbook.index import INDEX, write_index
-
-    root = run_dir.resolve().parent
-    if root == runs_root().resolve() or (root / INDEX).exists():
-        print(f"Index:      {write_index(root)}")
-
-
-def audit_run(run_dir: Path) -> int:
-    """Re-hash a run and its chain; 0 when nothing changed, 1 naming what did."""
-    from runbook.audit import audit, report
-
-    result = audit(run_dir)
-    print(report(result, run_dir))
-    return 0 if result.passed else 1
+    return run_steps(_parse_steps(args.steps), chosen, runs_root(), report=args.report)
 
 
 def demo(scale: float, seed: int, report: bool = False) -> int:
     """Sample database into `data/`, a fresh database on the embedded server, all four steps."""
     from coldchain.sample import generate
+    from runbook.record.runner import run_steps
 
     data = project_home() / "data"
     data.mkdir(exist_ok=True)
@@ -175,15 +73,22 @@ def demo(scale: float, seed: int, report: bool = False) -> int:
     drop_database(admin, DEMO_DATABASE)
     create_database(admin, DEMO_DATABASE)
     os.environ[DEMO_URL_ENV] = server.with_database(DEMO_DATABASE).url
-    return run_steps(sample, None, list(STEPS), env_var=DEMO_URL_ENV, report=report)
+    chosen = parameters.RunParameters.checked(
+        {
+            "source_db": str(sample.resolve()),
+            "run_dir": str((runs_root() / new_run_name()).resolve()),
+            "database_url_env": DEMO_URL_ENV,
+        }
+    )
+    return run_steps(list(STEPS), chosen, runs_root(), report=report)
 
 
 def reinsert(run_dir: Path, corrected: Path, env_var: str = "DATABASE_URL") -> int:
     """Check and load corrected rejected rows into the run's target."""
-    from runbook.rejects import reinsert as load_corrected
-    from runbook.run import RunFolder
+    from runbook.record.runner import load_dotenv
+    from runbook.steps.reinsert import reinsert as load_corrected
 
-    _load_dotenv(env_var)
+    load_dotenv(env_var)
     target = resolve_target("", env_var)
     check_ready(target)
     counts = load_corrected(RunFolder(run_dir), target, corrected)
@@ -193,55 +98,73 @@ def reinsert(run_dir: Path, corrected: Path, env_var: str = "DATABASE_URL") -> i
     return 0
 
 
+def audit_run(run_dir: Path) -> int:
+    """Re-hash a run and its chain; 0 when nothing changed, 1 naming what did."""
+    from runbook.record.audit import audit, report
+
+    result = audit(run_dir)
+    print(report(result, run_dir))
+    return 0 if result.passed else 1
+
+
+def sample(out: Path, scale: float, seed: int) -> int:
+    """Write a deterministic sample database and print its rows per table."""
+    from coldchain.sample import generate
+
+    if not (scale > 0 and scale < float("inf")):
+        raise RunbookError(f"--scale {scale:g} is not a positive number", fix="e.g. --scale 0.1")
+    if out.exists():
+        raise RunbookError(
+            f"{out} exists; a sample never overwrites a file",
+            fix="give a path that does not exist yet, or remove the file first",
+        )
+    try:
+        counts = generate(out, scale=scale, seed=seed)
+    except OSError as exc:
+        raise RunbookError(
+            f"the sample could not be written to {out}: {exc.strerror or exc}",
+            fix="give a path in a folder that exists and that you can write to",
+        ) from None
+    for table, count in counts.items():
+        print(f"{table:<20} {count:>10}")
+    return 0
+
+
+def server(action: str) -> int:
+    """Start, stop or show the embedded PostgreSQL."""
+    if action == "stop":
+        print("stopped" if stop_embedded() else "not running")
+    else:
+        target = embedded_target()
+        print(f"{target.display}: {server_version(target)}")
+    return 0
+
+
+def index(runs: Path | None) -> int:
+    """Rewrite index.html of a runs folder."""
+    from runbook.record.index import write_index
+
+    print(write_index(runs or runs_root()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runbook", description="Migrate the Cold Chain Dispatch System to PostgreSQL."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sample = sub.add_parser("sample", help="write a deterministic sample SQLite database")
-    sample.add_argument("out", type=Path)
-    sample.add_argument("--scale", type=float, default=0.01, help="1 ≈ 1M temperature logs")
-    sample.add_argument("--seed", type=int, default=42)
+    sample_cmd = sub.add_parser("sample", help="write a deterministic sample SQLite database")
+    sample_cmd.add_argument("out", type=Path)
+    sample_cmd.add_argument("--scale", type=float, default=0.01, help="1 ≈ 1M temperature logs")
+    sample_cmd.add_argument("--seed", type=int, default=42)
 
-    run = sub.add_parser("run", help="run the four steps with papermill and archive the run")
-    run.add_argument("source", type=Path, help="the application's SQLite database")
-    run.add_argument("--run-dir", type=Path, help="run folder (default runs/<UTC time>-<id>/)")
-    run.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset")
-    run.add_argument(
-        "--database-url-env",
-        default="DATABASE_URL",
-        help="environment variable holding the target URL (never pass the URL itself)",
-    )
-    run.add_argument(
-        "--on-bad-rows",
-        default="stop",
-        choices=["stop", "reject"],
-        help="stop (default): nothing is written when rows do not fit; reject: load the rest "
-        "and list those rows in rejects.jsonl",
-    )
-    run.add_argument(
-        "--schema",
-        default="alembic",
-        choices=["alembic", "reflect"],
-        help="alembic (default): the application's migrations; reflect: built from the SQLite "
-        "file (any SQLite database)",
-    )
-    run.add_argument(
-        "--rule",
-        action="append",
-        default=[],
-        metavar="TABLE.COLUMN=RULE[,RULE]",
-        help="an explicit conversion rule for one column (empty-as-null, datetime-offset, "
-        "epoch-seconds, epoch-milliseconds, cp949); repeat for more columns",
-    )
-    run.add_argument(
-        "--replace-target",
-        action="store_true",
-        help="save the target (pg_dump) into the run folder, then drop and recreate only the "
-        "tables this migration creates",
-    )
-    run.add_argument("--report", action="store_true", help=REPORT_HELP)
+    run_cmd = sub.add_parser("run", help="run the four steps with papermill and archive the run")
+    run_cmd.add_argument("source", type=Path, help="the application's SQLite database")
+    run_cmd.add_argument("--run-dir", type=Path, help="run folder (default runs/<UTC time>-<id>/)")
+    run_cmd.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset")
+    parameters.add_options(run_cmd)
+    run_cmd.add_argument("--report", action="store_true", help=REPORT_HELP)
 
     demo_cmd = sub.add_parser("demo", help="sample + embedded PostgreSQL + all four steps")
     demo_cmd.add_argument("--scale", type=float, default=DEMO_SCALE)
@@ -260,58 +183,29 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("corrected", type=Path, metavar="CORRECTED.jsonl")
     fix.add_argument("--database-url-env", default="DATABASE_URL")
 
-    index = sub.add_parser("index", help="rewrite index.html of a runs folder")
-    index.add_argument("runs", type=Path, nargs="?", help="runs folder (default runs/)")
+    index_cmd = sub.add_parser("index", help="rewrite index.html of a runs folder")
+    index_cmd.add_argument("runs", type=Path, nargs="?", help="runs folder (default runs/)")
 
-    server = sub.add_parser("server", help="the embedded PostgreSQL under .runbook/")
-    server.add_argument("action", choices=["start", "stop", "status"])
+    server_cmd = sub.add_parser("server", help="the embedded PostgreSQL under .runbook/")
+    server_cmd.add_argument("action", choices=["start", "stop", "status"])
     return parser
+
+
+COMMANDS = {
+    "run": run,
+    "demo": lambda a: demo(a.scale, a.seed, a.report),
+    "sample": lambda a: sample(a.out, a.scale, a.seed),
+    "reinsert": lambda a: reinsert(a.run_dir, a.corrected, a.database_url_env),
+    "audit": lambda a: audit_run(a.run_dir),
+    "index": lambda a: index(a.runs),
+    "server": lambda a: server(a.action),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "sample":
-            from coldchain.sample import generate
-
-            counts = generate(args.out, scale=args.scale, seed=args.seed)
-            for table, count in counts.items():
-                print(f"{table:<20} {count:>10}")
-            return 0
-        if args.command == "run":
-            if args.run_dir is None and args.steps != ",".join(STEPS):
-                raise RunbookError(
-                    "--steps without --run-dir has no earlier results to work on",
-                    fix="pass --run-dir of the run whose steps you want to repeat",
-                )
-            return run_steps(
-                args.source,
-                args.run_dir,
-                _parse_steps(args.steps),
-                args.database_url_env,
-                args.on_bad_rows,
-                args.report,
-                schema_mode=args.schema,
-                column_rules=_parse_rules(args.rule),
-                replace_target=args.replace_target,
-            )
-        if args.command == "demo":
-            return demo(args.scale, args.seed, args.report)
-        if args.command == "reinsert":
-            return reinsert(args.run_dir, args.corrected, args.database_url_env)
-        if args.command == "audit":
-            return audit_run(args.run_dir)
-        if args.command == "index":
-            from runbook.index import write_index
-
-            print(write_index(args.runs or runs_root()))
-            return 0
-        if args.action == "stop":
-            print("stopped" if stop_embedded() else "not running")
-        else:
-            target = embedded_target()
-            print(f"{target.display}: {server_version(target)}")
-        return 0
+        return COMMANDS[args.command](args)
     except RunbookError as exc:
         print(f"runbook: {mask_text(str(exc))}", file=sys.stderr)
         return 2

@@ -1,0 +1,1 @@
+"""The conversion table and everything decided per column: plans, rules, reflected schemas."""

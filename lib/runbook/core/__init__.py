@@ -1,0 +1,1 @@
+"""What every step stands on: errors, parameters, target, source, run folders, workers."""

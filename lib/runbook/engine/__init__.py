@@ -1,0 +1,1 @@
+"""The machinery that moves and checks rows: preflight, loader, constraints, checksums, ledgers."""

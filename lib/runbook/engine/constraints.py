@@ -1,0 +1,188 @@
+"""What a bulk load drops and rebuilds: secondary indexes, unique constraints and foreign keys,
+read from the catalog (so the target ends exactly as its schema made it), then sequences moved
+past the largest key and ANALYZE. Index builds and foreign-key validation run in parallel, on
+one connection per worker; foreign keys are added NOT VALID first, so validating them only
+reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from runbook.core.errors import RunbookError
+from runbook.core.pool import on_connections
+from runbook.core.source import quote_ident
+from runbook.core.target import Target, connect
+
+INDEX_MEMORY = "256MB"  # maintenance_work_mem of the sessions that build indexes
+
+
+def foreign_keys(conn: psycopg.Connection, tables: list[str]) -> list[dict[str, str]]:
+    """The foreign keys of the given tables, as the catalog defines them."""
+    rows = conn.execute(
+        """
+        SELECT cl.relname, co.conname, pg_get_constraintdef(co.oid)
+        FROM pg_constraint co JOIN pg_class cl ON cl.oid = co.conrelid
+        WHERE co.contype = 'f' AND cl.relnamespace = 'public'::regnamespace
+          AND cl.relname = ANY(%s)
+        ORDER BY cl.relname, co.conname
+        """,
+        [tables],
+    ).fetchall()
+    return [{"table": t, "name": n, "definition": d} for t, n, d in rows]
+
+
+def secondary_indexes(conn: psycopg.Connection, tables: list[str]) -> list[dict[str, Any]]:
+    """Indexes other than primary keys, with the unique or exclusion constraint that owns one,
+    as the catalog defines them (pg_get_indexdef / pg_get_constraintdef)."""
+    rows = conn.execute(
+        """
+        SELECT t.relname, i.relname, pg_get_indexdef(i.oid),
+               co.conname, co.contype, pg_get_constraintdef(co.oid),
+               co.condeferrable, co.condeferred
+        FROM pg_index x
+        JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_class t ON t.oid = x.indrelid
+        LEFT JOIN pg_constraint co
+          ON co.conindid = x.indexrelid AND co.conrelid = x.indrelid AND co.contype IN ('u', 'x')
+        WHERE t.relnamespace = 'public'::regnamespace AND t.relname = ANY(%s)
+          AND NOT x.indisprimary
+        ORDER BY t.relname, i.relname
+        """,
+        [tables],
+    ).fetchall()
+    keys = ("table", "name", "definition", "constraint", "constraint_type")
+    keys += ("constraint_definition", "deferrable", "deferred")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def present(
+    conn: psycopg.Connection, fks: list[dict], indexes: list[dict]
+) -> tuple[list[dict], list[dict]]:
+    """Those of the recorded foreign keys and indexes the catalog has (an interrupted load may
+    have dropped some, or rebuilt some before it stopped)."""
+    names = {
+        name
+        for (name,) in conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+            "UNION SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
+        )
+    }
+    return [f for f in fks if f["name"] in names], [i for i in indexes if i["name"] in names]
+
+
+def drop(conn: psycopg.Connection, fks: list[dict], indexes: list[dict]) -> None:
+    """Drop foreign keys and indexes for the load; idempotent, since an interrupted rebuild can
+    leave an index whose unique constraint was not attached yet."""
+    for fk in fks:
+        conn.execute(
+            f"ALTER TABLE {quote_ident(fk['table'])} "
+            f"DROP CONSTRAINT IF EXISTS {quote_ident(fk['name'])}"
+        )
+    for index in indexes:
+        if index["constraint"]:
+            conn.execute(
+                f"ALTER TABLE {quote_ident(index['table'])} "
+                f"DROP CONSTRAINT IF EXISTS {quote_ident(index['constraint'])}"
+            )
+        conn.execute(f"DROP INDEX IF EXISTS public.{quote_ident(index['name'])}")
+    conn.commit()
+
+
+def _build_index(conn: psycopg.Connection, index: dict[str, Any]) -> None:
+    """Create one index as the catalog defined it; a unique constraint is attached to its index
+    (ADD CONSTRAINT … USING INDEX), an exclusion constraint re-added from its definition."""
+    conn.execute(f"SET maintenance_work_mem = '{INDEX_MEMORY}'")
+    table = quote_ident(index["table"])
+    if index["constraint_type"] == "x":
+        conn.execute(
+            f"ALTER TABLE {table} ADD CONSTRAINT {quote_ident(index['constraint'])} "
+            f"{index['constraint_definition']}"
+        )
+        return
+    conn.execute(index["definition"])
+    if index["constraint_type"] == "u":
+        timing = ""
+        if index["deferrable"]:
+            timing = " DEFERRABLE INITIALLY " + ("DEFERRED" if index["deferred"] else "IMMEDIATE")
+        conn.execute(
+            f"ALTER TABLE {table} ADD CONSTRAINT {quote_ident(index['constraint'])} "
+            f"UNIQUE USING INDEX {quote_ident(index['name'])}{timing}"
+        )
+
+
+def _add_foreign_keys(conn: psycopg.Connection, fks: list[dict[str, str]]) -> None:
+    for fk in fks:
+        conn.execute(
+            f"ALTER TABLE {quote_ident(fk['table'])} ADD CONSTRAINT {quote_ident(fk['name'])} "
+            f"{fk['definition']} NOT VALID"
+        )
+    conn.commit()
+
+
+def _validate(conn: psycopg.Connection, fk: dict[str, str]) -> None:
+    try:
+        conn.execute(
+            f"ALTER TABLE {quote_ident(fk['table'])} VALIDATE CONSTRAINT {quote_ident(fk['name'])}"
+        )
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise RunbookError(
+            f"foreign key {fk['name']} does not hold after the load: {str(exc).splitlines()[0]}",
+            where=fk["table"],
+            fix="the source holds orphan rows the preflight did not catch; report this",
+        ) from None
+
+
+def build_indexes(target: Target, indexes: list[dict[str, Any]], workers: int) -> None:
+    """Re-create the dropped indexes and unique constraints, `workers` at a time."""
+    on_connections(target, indexes, _build_index, workers, autocommit=True)
+
+
+def restore_foreign_keys(
+    target: Target, fks: list[dict[str, str]], workers: int, *, add: bool = True
+) -> None:
+    """Add the dropped foreign keys NOT VALID (unless `add` is off: they are in place), then
+    validate each, `workers` at a time."""
+    if add:
+        with connect(target) as conn:
+            _add_foreign_keys(conn, fks)
+    on_connections(target, fks, _validate, workers, autocommit=True)
+
+
+def analyze(target: Target, tables: list[str], workers: int) -> None:
+    """ANALYZE the tables (largest first, as given), `workers` at a time."""
+    on_connections(
+        target,
+        tables,
+        lambda conn, table: conn.execute(f"ANALYZE {quote_ident(table)}"),
+        workers,
+        autocommit=True,
+    )
+
+
+def set_sequences(conn: psycopg.Connection, tables: list[str]) -> list[dict[str, Any]]:
+    """Move every column sequence past the largest key copied, so the next insert gets a new id."""
+    results = []
+    for table in tables:
+        columns = conn.execute(
+            """
+            SELECT a.attname, pg_get_serial_sequence(quote_ident(%s), a.attname)
+            FROM pg_attribute a
+            WHERE a.attrelid = ('public.' || quote_ident(%s))::regclass AND a.attnum > 0
+              AND NOT a.attisdropped
+            """,
+            [table, table],
+        ).fetchall()
+        for column, sequence in columns:
+            if not sequence:
+                continue
+            top = conn.execute(f"SELECT max({quote_ident(column)}) FROM {quote_ident(table)}")
+            top = top.fetchone()[0]
+            if top is None:
+                conn.execute("SELECT setval(%s, 1, false)", [sequence])
+            else:
+                conn.execute("SELECT setval(%s, %s, true)", [sequence, top])
+            results.append({"table": table, "column": column, "sequence": sequence, "max": top})
+    conn.commit()
+    return results

@@ -1,0 +1,217 @@
+"""The runbook's own bookkeeping inside the target (schema `runbook`): which backup this target
+is being loaded from, and which key ranges of which tables are complete. It is what lets a
+re-run tell its own earlier work from data somebody else put there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from runbook.core.errors import RunbookError
+from runbook.core.source import quote_ident
+from runbook.core.target import Target, connect
+
+LEDGER_SCHEMA = "runbook"
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {LEDGER_SCHEMA};
+CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA}.loads (
+    backup_sha256 text PRIMARY KEY,
+    source_name text NOT NULL,
+    schema_mode text NOT NULL,
+    tables text[] NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    attempts integer NOT NULL DEFAULT 0,
+    status text NOT NULL DEFAULT 'schema',
+    dropped jsonb
+);
+CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA}.ranges (
+    backup_sha256 text NOT NULL REFERENCES {LEDGER_SCHEMA}.loads ON DELETE CASCADE,
+    table_name text NOT NULL,
+    range_start bigint NOT NULL,
+    range_end bigint NOT NULL,
+    rows bigint NOT NULL,
+    checksum text,
+    attempt integer NOT NULL,
+    status text NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (backup_sha256, table_name, range_start)
+);
+"""
+
+
+def ensure(conn: psycopg.Connection) -> None:
+    """Create the ledger schema and tables if missing (idempotent)."""
+    conn.execute(DDL)
+
+
+def public_tables(conn: psycopg.Connection) -> dict[str, int]:
+    """Tables of the public schema with their exact row counts."""
+    names = [
+        name
+        for (name,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        )
+    ]
+    return {
+        name: conn.execute(f"SELECT count(*) FROM public.{quote_ident(name)}").fetchone()[0]
+        for name in names
+    }
+
+
+def claimed(conn: psycopg.Connection) -> dict[str, Any] | None:
+    """The load recorded in this target, if any: backup sha256, source, mode, tables."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{LEDGER_SCHEMA}.loads"])
+    if not exists.fetchone()[0]:
+        return None
+    row = conn.execute(
+        f"SELECT backup_sha256, source_name, schema_mode, tables FROM {LEDGER_SCHEMA}.loads"
+    ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("backup_sha256", "source_name", "schema_mode", "tables"), row, strict=True))
+
+
+def require_ours_or_empty(
+    target: Target,
+    tables: list[str],
+    backup_sha256: str,
+    allowed: tuple[str, ...] = (),
+    keep_foreign: bool = False,
+) -> dict[str, Any] | None:
+    """Refuse a target that holds tables or rows this migration did not put there, listing
+    what is there; return the earlier load of the same backup when the target holds one (so
+    the run continues it)."""
+    with connect(target) as conn:
+        present = public_tables(conn)
+        earlier = claimed(conn)
+    ours = earlier is not None and earlier["backup_sha256"] == backup_sha256
+    if earlier is not None and not ours:
+        raise RunbookError(
+            f"the target holds a migration of another source ({earlier['source_name']}, backup "
+            f"sha256 {earlier['backup_sha256'][:12]}…); nothing was written",
+            where=target.display,
+            fix="migrate into an empty database, or use --replace-target to drop the "
+            "application's tables first (after a backup of the target)",
+        )
+    foreign = {
+        name: rows
+        for name, rows in present.items()
+        if name not in tables and name not in allowed and not keep_foreign
+    }
+    filled = {name: rows for name, rows in present.items() if name in tables and rows}
+    problems = [f"{name} ({rows} rows, not part of this schema)" for name, rows in foreign.items()]
+    if not ours:
+        problems += [f"{name} ({rows} rows)" for name, rows in filled.items()]
+    if problems:
+        raise RunbookError(
+            f"the target already holds data this run did not put there: {', '.join(problems)}; "
+            "nothing was written",
+            where=target.display,
+            fix="migrate into an empty database, or use --replace-target to drop the "
+            "application's tables first (after a backup of the target)",
+        )
+    return earlier if ours else None
+
+
+def claim(
+    target: Target, backup_sha256: str, source_name: str, mode: str, tables: list[str]
+) -> None:
+    """Record that this target is being loaded from this backup (first step that writes)."""
+    with connect(target) as conn:
+        ensure(conn)
+        conn.execute(
+            f"INSERT INTO {LEDGER_SCHEMA}.loads (backup_sha256, source_name, schema_mode, tables) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (backup_sha256) DO NOTHING",
+            [backup_sha256, source_name, mode, tables],
+        )
+        conn.commit()
+
+
+# --- the transfer's key ranges: planned once, each marked complete in the transaction that
+# loads it, so a crash leaves every range either wholly loaded and recorded, or neither
+
+
+def start_attempt(conn: psycopg.Connection, backup_sha256: str) -> int:
+    """Count one more transfer attempt on this load and return its number."""
+    ensure(conn)
+    row = conn.execute(
+        f"UPDATE {LEDGER_SCHEMA}.loads SET attempts = attempts + 1, status = 'loading' "
+        "WHERE backup_sha256 = %s RETURNING attempts",
+        [backup_sha256],
+    ).fetchone()
+    if row is None:
+        raise RunbookError(
+            "the target has no record of step 02 for this backup",
+            fix="run 02_schema for this run first",
+        )
+    conn.commit()
+    return row[0]
+
+
+def record_dropped(conn: psycopg.Connection, backup_sha256: str, dropped: dict) -> None:
+    """Keep the definitions of what the load drops (indexes, keys) in the target itself, so a
+    re-run from any run folder can rebuild them."""
+    conn.execute(
+        f"UPDATE {LEDGER_SCHEMA}.loads SET dropped = %s WHERE backup_sha256 = %s",
+        [psycopg.types.json.Jsonb(dropped), backup_sha256],
+    )
+    conn.commit()
+
+
+def load_state(conn: psycopg.Connection, backup_sha256: str) -> dict[str, Any]:
+    """Status, dropped definitions and ranges (planned or complete) of this backup's load."""
+    ensure(conn)
+    row = conn.execute(
+        f"SELECT status, dropped, attempts FROM {LEDGER_SCHEMA}.loads WHERE backup_sha256 = %s",
+        [backup_sha256],
+    ).fetchone()
+    ranges = conn.execute(
+        f"SELECT table_name, range_start, range_end, rows, status, attempt "
+        f"FROM {LEDGER_SCHEMA}.ranges WHERE backup_sha256 = %s "
+        "ORDER BY table_name, range_start",
+        [backup_sha256],
+    ).fetchall()
+    keys = ("table", "start", "end", "rows", "status", "attempt")
+    return {
+        "status": row[0] if row else None,
+        "dropped": row[1] if row else None,
+        "attempts": row[2] if row else 0,
+        "ranges": [dict(zip(keys, r, strict=True)) for r in ranges],
+    }
+
+
+def plan_ranges(conn: psycopg.Connection, backup_sha256: str, ranges: list[tuple]) -> None:
+    """Record the ranges the load will consist of: (table, start, end, expected rows)."""
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {LEDGER_SCHEMA}.ranges (backup_sha256, table_name, range_start, "
+            "range_end, rows, attempt, status) VALUES (%s, %s, %s, %s, %s, 0, 'planned') "
+            "ON CONFLICT DO NOTHING",
+            [(backup_sha256, *r) for r in ranges],
+        )
+    conn.commit()
+
+
+COMPLETE_RANGE = (
+    f"UPDATE {LEDGER_SCHEMA}.ranges SET status = 'complete', rows = %s, attempt = %s, "
+    "loaded_at = now() WHERE backup_sha256 = %s AND table_name = %s AND range_start = %s"
+)
+
+
+def finish(conn: psycopg.Connection, backup_sha256: str) -> None:
+    """The load is complete: indexes and keys are back."""
+    conn.execute(
+        f"UPDATE {LEDGER_SCHEMA}.loads SET status = 'complete', dropped = NULL "
+        "WHERE backup_sha256 = %s",
+        [backup_sha256],
+    )
+    conn.commit()
+
+
+def ranges_by_attempt(target: Target, backup_sha256: str) -> list[dict[str, Any]]:
+    """Which ranges of which tables were loaded in which attempt (for 04_verify)."""
+    with connect(target) as conn:
+        if claimed(conn) is None:
+            return []
+        return load_state(conn, backup_sha256)["ranges"]

@@ -1,0 +1,279 @@
+"""Preflight: every value that would not fit its target column, every orphan foreign key, and
+every row that depends on such a row, found inside SQLite before a row is written."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from runbook.columns.conversions import open_source
+from runbook.columns.plan import ColumnPlan, by_table
+from runbook.columns.rules import SUGGESTIONS
+from runbook.core import source as sqlite_source
+from runbook.core.errors import RunbookError
+from runbook.core.source import quote_ident
+
+MAX_LISTED = 10_000  # findings kept in preflight results; counts always cover every value
+POLICIES = ("stop", "reject")
+REASONS = {
+    "null_in_not_null": "NULL in a column the target declares NOT NULL",
+    "wrong_type": "the value's SQLite type does not fit the target column type",
+    "integer_overflow": "integer outside the target integer type's range",
+    "too_precise": "more decimal places than the target numeric keeps (would be rounded)",
+    "numeric_overflow": "too many digits for the target numeric's precision",
+    "not_boolean": "not one of 0/1, t/f, true/false",
+    "empty_string": "'' where a value of another type is expected",
+    "epoch_in_datetime": "a number in a DATETIME column (an epoch?) needs an explicit rule",
+    "datetime_with_offset": "a timestamp with a UTC offset in a local-time column needs a rule",
+    "unparseable_datetime": "not an ISO date and time PostgreSQL would read the same way",
+    "unparseable_date": "not a valid ISO date",
+    "unparseable_time": "not a valid ISO time of day",
+    "invalid_json": "not valid JSON",
+    "nul_character": "holds a NUL character, which PostgreSQL text cannot store",
+    "invalid_utf8": "bytes that are not UTF-8",
+    "too_long": "longer than the column's character limit",
+    "orphan_foreign_key": "refers to a row that does not exist",
+    "depends_on_rejected": "refers to a row that is itself rejected",
+    "duplicate_after_conversion": (
+        "distinct in SQLite, equal once converted, under a unique index or primary key"
+    ),
+}
+
+
+def _shorten(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Findings:
+    """Misfit rows per table (by rowid), with the first MAX_LISTED findings kept for display."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[int, list[str]]] = {}  # table → rowid → [column, kind]
+        self.counts: dict[tuple[str, str, str], int] = {}
+        self.listed: list[dict[str, Any]] = []
+
+    def add(self, table: str, rowid: int, pk: dict, column: str, kind: str, value: str) -> None:
+        self.counts[(table, column, kind)] = self.counts.get((table, column, kind), 0) + 1
+        finding = {"table": table, "pk": pk, "column": column, "kind": kind, "value": value}
+        self.rows.setdefault(table, {}).setdefault(rowid, [column, kind])
+        if len(self.listed) < MAX_LISTED:
+            self.listed.append(finding)
+
+
+def _key_select(table: sqlite_source.Table) -> tuple[list[str], str]:
+    names = list(table.primary_key) or ["rowid"]
+    return names, ", ".join(quote_ident(n) for n in names)
+
+
+def _scan_values(
+    conn: sqlite3.Connection, table: sqlite_source.Table, plans: list[ColumnPlan], found: _Findings
+) -> None:
+    key_names, key_sql = _key_select(table)
+    for plan in plans:
+        col = quote_ident(plan.column)
+        checks = [] if plan.nullable else [("null_in_not_null", f"{col} IS NULL")]
+        checks += [
+            (kind, f"{col} IS NOT NULL AND ({predicate})")
+            for kind, predicate in plan.rule.checks(col, plan.kind)
+        ]
+        for kind, predicate in checks:
+            sql = f"SELECT rowid, {key_sql}, {col} FROM {quote_ident(table.name)} WHERE {predicate}"
+            for rowid, *key, value in conn.execute(sql):
+                pk = dict(zip(key_names, key, strict=True))
+                found.add(table.name, rowid, pk, plan.column, kind, _shorten(value))
+
+
+def _unique_keys(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[tuple[str, ...]]:
+    """The column sets SQLite keeps unique in a table (primary key and full unique indexes;
+    partial and expression indexes are left out)."""
+    keys = []
+    for _, name, unique, _, partial in conn.execute(
+        f"PRAGMA index_list({quote_ident(table.name)})"
+    ):
+        if not unique or partial:
+            continue
+        columns = tuple(r[2] for r in conn.execute(f"PRAGMA index_info({quote_ident(name)})"))
+        if columns and None not in columns:
+            keys.append(columns)
+    return keys
+
+
+_SAME_EQUALITY = {"integer", "float8", "blob-hex", "text"}  # conversions SQLite compares alike
+
+
+def _as_postgres_compares(plan: ColumnPlan, col: str) -> str | None:
+    """SQL giving equal results for source values PostgreSQL will hold as equal (its canonical
+    text, or the COPY text of a ruled value); None where SQLite's equality is already the same."""
+    kind = plan.kind
+    if plan.rule.name in _SAME_EQUALITY:  # a ruled conversion has another name
+        return f"rtrim({col}, ' ')" if kind.base == "character" else None  # char(n) pads
+    if plan.rule.sql_canonical:
+        return plan.rule.sql_canonical(col, col, kind, False)[0]
+    return plan.rule.render(col, kind)
+
+
+def _scan_unique(
+    conn: sqlite3.Connection, table: sqlite_source.Table, plans: list[ColumnPlan], found: _Findings
+) -> None:
+    """Rows that SQLite holds as distinct but PostgreSQL would see as equal under a unique key
+    (e.g. '2025-01-01T10:00:00' and '2025-01-01 10:00:00' in a unique DATETIME column): the
+    index build after the load would fail, so they are found here, every one of them."""
+    by_column = {p.column: p for p in plans}
+    key_names, key_sql = _key_select(table)
+    for columns in _unique_keys(conn, table):
+        if not all(c in by_column for c in columns):
+            continue
+        compared = [_as_postgres_compares(by_column[c], quote_ident(c)) for c in columns]
+        if not any(compared):
+            continue  # PostgreSQL compares these values as SQLite does: its uniqueness carries
+        converted = [e or quote_ident(c) for e, c in zip(compared, columns, strict=True)]
+        present = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in columns)
+        value = f"json_array({', '.join(converted)})"
+        sql = (
+            f"SELECT rowid, {key_sql}, {value} FROM {quote_ident(table.name)} "
+            f"WHERE {present} AND {value} IN (SELECT {value} FROM {quote_ident(table.name)} "
+            f"WHERE {present} GROUP BY 1 HAVING count(*) > 1)"
+        )
+        for rowid, *key, converted_value in conn.execute(sql):
+            pk = dict(zip(key_names, key, strict=True))
+            found.add(
+                table.name,
+                rowid,
+                pk,
+                ", ".join(columns),
+                "duplicate_after_conversion",
+                f"{_shorten(converted_value)} is also another row's key",
+            )
+
+
+def _scan_orphans(
+    conn: sqlite3.Connection, tables: dict[str, sqlite_source.Table], found: _Findings
+) -> None:
+    for problem in sqlite_source.foreign_key_problems(conn):
+        table = tables[problem["table"]]
+        fk = table.foreign_keys[problem["fk_index"]]
+        key_names, key_sql = _key_select(table)
+        row = conn.execute(
+            f"SELECT {key_sql}, {', '.join(quote_ident(c) for c in fk.columns)} "
+            f"FROM {quote_ident(table.name)} WHERE rowid = ?",
+            [problem["rowid"]],
+        ).fetchone()
+        pk = dict(zip(key_names, row[: len(key_names)], strict=True))
+        refs = row[len(key_names) :]
+        found.add(
+            table.name,
+            problem["rowid"],
+            pk,
+            ", ".join(fk.columns),
+            "orphan_foreign_key",
+            f"{fk.parent} has no row {', '.join(map(repr, refs))}",
+        )
+
+
+def _scan_dependents(
+    conn: sqlite3.Connection, tables: dict[str, sqlite_source.Table], found: _Findings
+) -> None:
+    """Rows whose foreign key points at a row that will not be loaded, through any chain."""
+    changed = True
+    while changed:
+        changed = False
+        for child in tables.values():
+            key_names, key_sql = _key_select(child)
+            for fk in child.foreign_keys:
+                parent_rows = found.rows.get(fk.parent)
+                if not parent_rows or fk.parent not in tables:
+                    continue
+                parent_cols = fk.parent_columns if all(fk.parent_columns) else None
+                parent_cols = parent_cols or tables[fk.parent].primary_key or ("rowid",)
+                refs = conn.execute(
+                    f"SELECT DISTINCT json_array({', '.join(quote_ident(c) for c in parent_cols)}) "
+                    f"FROM {quote_ident(fk.parent)} "
+                    f"WHERE rowid IN (SELECT value FROM json_each(?))",
+                    [json.dumps(list(parent_rows))],
+                ).fetchall()
+                child_ref = f"json_array({', '.join(quote_ident(c) for c in fk.columns)})"
+                sql = (
+                    f"SELECT rowid, {key_sql}, {child_ref} FROM {quote_ident(child.name)} "
+                    f"WHERE {child_ref} IN (SELECT value FROM json_each(?))"
+                )
+                encoded = json.dumps([json.loads(r) for (r,) in refs])
+                for rowid, *key, ref in conn.execute(sql, [encoded]):
+                    if rowid in found.rows.get(child.name, {}):
+                        continue
+                    pk = dict(zip(key_names, key, strict=True))
+                    value = f"{fk.parent} {ref} is rejected"
+                    found.add(
+                        child.name, rowid, pk, ", ".join(fk.columns), "depends_on_rejected", value
+                    )
+                    changed = True
+
+
+def scan_rows(conn: sqlite3.Connection, plans: dict[str, list[ColumnPlan]]) -> list[dict[str, Any]]:
+    """The misfits (values and NOT NULL) of the given tables in an open SQLite database, for
+    rows corrected by the operator before they are re-inserted."""
+    tables = {t.name: t for t in sqlite_source.reflect(conn)}
+    found = _Findings()
+    for name, table_plans in plans.items():
+        _scan_values(conn, tables[name], table_plans, found)
+    return found.listed
+
+
+def scan(backup: str, plans: list[ColumnPlan]) -> dict[str, Any]:
+    """Run every conversion's misfit predicates, the NOT NULL, unique-key and foreign-key
+    checks, and follow foreign keys to the rows that depend on a misfit row; returns counts per
+    (table, column, kind), the first MAX_LISTED findings, and the rowids of every row that
+    cannot be loaded."""
+    conn = open_source(backup)
+    tables = {t.name: t for t in sqlite_source.reflect(conn)}
+    found = _Findings()
+    try:
+        for table_name, table_plans in by_table(plans).items():
+            _scan_values(conn, tables[table_name], table_plans, found)
+            _scan_unique(conn, tables[table_name], table_plans, found)
+        _scan_orphans(conn, tables, found)
+        _scan_dependents(conn, tables, found)
+    finally:
+        conn.close()
+    summary = [
+        {"table": t, "column": c, "kind": k, "count": n}
+        for (t, c, k), n in sorted(found.counts.items())
+    ]
+    return {
+        "total": sum(found.counts.values()),
+        "rows": sum(len(rows) for rows in found.rows.values()),
+        "summary": summary,
+        "findings": found.listed,
+        # every row that cannot be loaded: table → [[rowid, column, kind] of its first problem]
+        "rejected": {
+            table: [[rowid, *rows[rowid]] for rowid in sorted(rows)]
+            for table, rows in sorted(found.rows.items())
+        },
+    }
+
+
+def require_clean(preflight: dict[str, Any], on_bad_rows: str = "stop") -> None:
+    """Stop before writing when misfits exist and the policy is `stop` (the default); with
+    `reject` the misfit rows and their dependents go to the reject ledger instead."""
+    if on_bad_rows not in POLICIES:
+        raise RunbookError(
+            f"on_bad_rows={on_bad_rows!r} is not a known policy",
+            fix='use on_bad_rows="stop" (the default) or "reject"',
+        )
+    if not preflight["total"] or on_bad_rows == "reject":
+        return
+    first = "; ".join(
+        f"{f['table']} {f['pk']} column {f['column']}: {f['kind']} {f['value']}"
+        for f in preflight["findings"][:5]
+    )
+    kinds = {s["kind"] for s in preflight["summary"]}
+    rules = sorted({SUGGESTIONS[k] for k in kinds if k in SUGGESTIONS})
+    hint = f"; or switch on column rules ({', '.join(rules)}) where they fit" if rules else ""
+    raise RunbookError(
+        f"{preflight['total']} problems in {preflight['rows']} source rows; nothing was written. "
+        f"First: {first}",
+        fix="fix these rows in the source (see the preflight table in 02_schema) and run again, "
+        f'or run with on_bad_rows="reject" to load every other row and list these in '
+        f"rejects.jsonl{hint}",
+    )

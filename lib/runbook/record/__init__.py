@@ -1,0 +1,1 @@
+"""The audit record: notebooks run by papermill, their HTML, manifests, chain, audit, charts."""

@@ -1,0 +1,137 @@
+"""`manifest.json`, the index of a run's audit record: parameters (masked), versions of Python
+and the key packages, git commit, source sha256, target server, each step's outcome and
+times, and the sha256 of every file of the run; each manifest links the one before it
+(`chain`)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from runbook.core.run import STEPS, sha256_file
+from runbook.core.target import PROJECT_ROOT, mask_text
+from runbook.record.chain import previous_link
+
+KEY_PACKAGES = (
+    "papermill",
+    "nbconvert",
+    "nbformat",
+    "pandas",
+    "SQLAlchemy",
+    "psycopg",
+    "psycopg2-binary",
+    "apsw",
+    "alembic",
+    "matplotlib",
+    "pgserver",
+    "coldchain-migration-runbook",
+)
+
+
+def file_hashes(folder: Path, exclude: tuple[str, ...] = ("manifest.json",)) -> dict[str, str]:
+    """sha256 of every file in the run folder, by relative path."""
+    return {
+        str(path.relative_to(folder)): sha256_file(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name not in exclude and not path.name.endswith(".partial")
+    }
+
+
+def versions() -> dict[str, str]:
+    """Python, key package versions, and the two SQLite libraries that read the source: the
+    standard module's (steps 01-03) and apsw's (04's checksums)."""
+    import sqlite3
+
+    import apsw
+
+    found = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
+    found["sqlite (standard module)"] = sqlite3.sqlite_version
+    found["sqlite (apsw)"] = apsw.sqlite_lib_version()
+    for name in KEY_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def git_commit() -> str | None:
+    """The project's git commit (with `-dirty` when the tree has changes), if it is a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def write_manifest(
+    run_dir: Path,
+    *,
+    parameters: dict[str, Any],
+    target_display: str,
+    server: str,
+    steps: list[dict[str, Any]],
+    started_at: str,
+    html_view: str = "full",
+) -> dict[str, Any]:
+    """`manifest.json`: what ran, on what, with which versions, how it ended, and file hashes.
+    Step records of earlier invocations on the same folder are kept (a re-verify adds to them).
+
+    The manifests of the runs in one runs folder form a chain: each records the sha256 of the
+    manifest of the run before it (`previous_manifest`, fixed when the run is first archived),
+    and a rewritten manifest lists the sha256 of the versions it replaces (`supersedes`), so
+    `runbook audit` can tell a re-run from a replaced file."""
+    path = run_dir / "manifest.json"
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    supersedes = [*earlier.get("supersedes", []), sha256_file(path)] if earlier else []
+    previous = earlier.get("previous_manifest") if earlier else previous_link(run_dir, started_at)
+    merged = {s["step"]: s for s in earlier.get("steps", [])}
+    merged.update({s["step"]: s for s in steps})
+    ordered = [merged[s] for s in STEPS if s in merged]
+    backup = run_dir / "backup.json"
+    manifest = {
+        "run": run_dir.name,
+        "parameters": parameters,
+        "target": target_display,
+        "target_server": server,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "source_sha256": (
+            json.loads(backup.read_text(encoding="utf-8"))["sha256"] if backup.exists() else None
+        ),
+        "started_at": earlier.get("started_at", started_at),
+        "ended_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "steps": ordered,
+        "outcome": (
+            "passed"
+            if len(ordered) == len(STEPS) and all(s["outcome"] == "passed" for s in ordered)
+            else "failed"
+            if any(s["outcome"] == "failed" for s in ordered)
+            else "incomplete"
+        ),
+        "html_view": html_view,
+        "files": file_hashes(run_dir),
+        "invoked_as": mask_text(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]])),
+        "previous_manifest": previous,
+        "supersedes": supersedes,
+    }
+    path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest

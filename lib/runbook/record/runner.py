@@ -1,0 +1,203 @@
+"""Running the steps as the audit record: each step's notebook executed with papermill into the
+run folder (its parameters injected, checked against what the notebook declares), exported to
+HTML, and the whole run summed up in `manifest.json` and the runs index."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runbook.core.errors import RunbookError
+from runbook.core.parameters import RunParameters
+from runbook.core.run import notebook_name
+from runbook.core.source import check_file
+from runbook.core.target import PROJECT_ROOT, check_ready, mask_text, read_dotenv, resolve_target
+from runbook.record.index import INDEX, write_index
+from runbook.record.manifest import write_manifest
+
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+
+# The lab template without the scripts it loads from a CDN (require.js, MathJax, Mermaid): the
+# runbook's notebooks use none of them, and an audit record must not reach out when opened.
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
+def notebook_path(step: str) -> Path:
+    """The committed notebook of a step."""
+    return NOTEBOOKS / f"{notebook_name(step)}.ipynb"
+
+
+def export_html(notebook: Path, *, report: bool = False) -> Path:
+    """HTML of an executed notebook (lab template, images inline, no external scripts, injected
+    parameters hidden); `report` also hides the code, for reviewers (the .ipynb keeps all)."""
+    import nbformat
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    exporter = HTMLExporter(
+        template_name="lab",
+        template_file="runbook-offline.html.j2",
+        extra_loaders=[DictLoader({"runbook-offline.html.j2": OFFLINE_TEMPLATE})],
+        exclude_input=report,
+    )
+    exporter.register_preprocessor(
+        TagRemovePreprocessor(remove_cell_tags={"injected-parameters"}, enabled=True), enabled=True
+    )
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    html = notebook.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def require_declared(steps: list[str], parameters: RunParameters) -> None:
+    """Every parameter a step takes must be declared by its notebook: one that is not would be
+    dropped silently by papermill (a notebook of another version of the runbook)."""
+    import papermill
+
+    for step in steps:
+        declared = papermill.inspect_notebook(str(notebook_path(step)))
+        missing = sorted(set(parameters.for_step(step)) - set(declared))
+        if missing:
+            raise RunbookError(
+                f"notebook {notebook_name(step)} does not declare the parameter(s) "
+                f"{', '.join(missing)}; nothing was run",
+                where=f"notebooks/{notebook_path(step).name}",
+                fix="use the notebooks of this runbook version (make notebooks regenerates them)",
+            )
+
+
+def _failure(exc: Exception, secrets: tuple[str, ...]) -> str:
+    """The sentence an operator reads of a failed notebook: a RunbookError's own; anything else
+    with its type, since it is a bug (the notebook holds the traceback either way)."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        text = exc.evalue if exc.ename == "RunbookError" else f"{exc.ename}: {exc.evalue}"
+    else:  # the kernel died or could not start
+        text = f"{type(exc).__name__}: {exc}"
+    return mask_text(text, *secrets)
+
+
+def execute_step(
+    step: str,
+    run_dir: Path,
+    parameters: dict[str, Any],
+    secrets: tuple[str, ...] = (),
+    *,
+    report: bool = False,
+) -> dict[str, Any]:
+    """Run one notebook with papermill into the run folder and export it (`report`: code hidden
+    in the HTML); never raises for a failing notebook, the outcome says what failed."""
+    import papermill
+
+    output = run_dir / f"{notebook_name(step)}.ipynb"
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    record: dict[str, Any] = {"step": step, "notebook": output.name}
+    os.environ["RUNBOOK_PROGRESS"] = "text"  # the kernel prints progress lines, no widgets
+    try:
+        papermill.execute_notebook(
+            str(notebook_path(step)),
+            str(output),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(NOTEBOOKS),
+            progress_bar=False,
+            log_output=False,
+            # the kernel listens on 127.0.0.1 only; its start-up warning that TCP is not
+            # encrypted would stand in every run's output (its errors still show)
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        )
+        record["outcome"] = "passed"
+    except Exception as exc:  # noqa: BLE001 - a failed notebook is an outcome to record
+        record["outcome"] = "failed"
+        record["error"] = _failure(exc, secrets)
+    record["started_at"] = started.isoformat(timespec="seconds")
+    record["ended_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    record["seconds"] = round(time.perf_counter() - clock, 2)
+    if output.exists():
+        record["html"] = export_html(output, report=report).name
+    return record
+
+
+def load_dotenv(env_var: str) -> None:
+    """Make a `.env` value visible to the notebook kernels (read only; nothing is written)."""
+    dotenv = Path.cwd() / ".env"
+    if not os.environ.get(env_var) and dotenv.is_file():
+        value = read_dotenv(dotenv).get(env_var)
+        if value:
+            os.environ[env_var] = value
+
+
+def without_iri_checker() -> None:
+    """Keep jsonschema's optional IRI format checker out of this process: nbformat validates
+    notebooks with jsonschema, whose schema checks no IRI, and the checker (rfc3987_syntax,
+    installed for jupyter_events) builds a grammar when imported (measured: 0.9 s and 15 MiB
+    of the 105 MiB this process holds through a run, the largest part of a run's peak)."""
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # None: `import` raises ImportError
+
+
+def update_index(run_dir: Path, runs_root: Path) -> None:
+    """Refresh `index.html` of the runs folder (the run folder's parent) when it is the project's
+    runs folder or already has an index; a run elsewhere leaves its parent alone."""
+    root = run_dir.resolve().parent
+    if root == runs_root.resolve() or (root / INDEX).exists():
+        print(f"Index:      {write_index(root)}")
+
+
+def run_steps(
+    steps: list[str], parameters: RunParameters, runs_root: Path, *, report: bool = False
+) -> int:
+    """Execute the chosen steps into the run folder (`parameters.run_dir`), write the manifest
+    and the runs index, print a summary; the exit status is 0 only when every step passed.
+    The target and the notebooks' parameters are checked before step 01 starts."""
+    without_iri_checker()
+    load_dotenv(parameters.database_url_env)
+    target = resolve_target("", parameters.database_url_env)
+    if target.kind == "embedded":  # let the kernels find the same server and database
+        os.environ.setdefault("RUNBOOK_EMBEDDED_DATABASE", target.database)
+    secrets = (target.password or "",)
+    server = check_ready(target)  # fails here, before step 01, when the target is wrong
+    require_declared(steps, parameters)
+    if "backup" in steps:
+        check_file(parameters.source_db)
+    run_dir = Path(parameters.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    print(f"Run folder: {run_dir}")
+    print(f"Target:     {target.display} ({server})")
+    records = []
+    for step in steps:
+        record = execute_step(step, run_dir, parameters.for_step(step), secrets, report=report)
+        records.append(record)
+        print(f"  {step:<9} {record['outcome']:<7} {record['seconds']:>8.1f} s")
+        if record["outcome"] != "passed":
+            print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
+            break
+    manifest = write_manifest(
+        run_dir,
+        parameters=parameters.as_dict(),
+        target_display=target.display,
+        server=server,
+        steps=records,
+        started_at=started,
+        html_view="report" if report else "full",
+    )
+    update_index(run_dir, runs_root)
+    failed = [r for r in records if r["outcome"] != "passed"]
+    if failed:
+        print(f"FAILED at step {failed[0]['step']}; the notebooks in {run_dir} show where.")
+        return 1
+    verdict = "PASS" if manifest["outcome"] == "passed" else f"steps {', '.join(steps)} passed"
+    print(f"{verdict}. Manifest: {run_dir / 'manifest.json'}")
+    return 0

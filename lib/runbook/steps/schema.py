@@ -1,0 +1,287 @@
+"""Step 02: the target schema exists, and every source column has a home with a known conversion."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import sqlalchemy as sa
+
+from coldchain.migrations import alembic_config
+from coldchain.models import Base
+from runbook.columns import reflect
+from runbook.columns.conversions import conversion_for
+from runbook.columns.plan import ColumnPlan
+from runbook.core import source as sqlite_source
+from runbook.core.errors import RunbookError
+from runbook.core.run import RunFolder
+from runbook.core.target import Target, connect, connection_error, sqlalchemy_url, translated
+from runbook.engine import ledger, replace
+from runbook.engine.preflight import scan
+
+TARGET_SCHEMA = "public"
+
+
+def alembic_head() -> str:
+    """The newest revision of the application's migrations."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def application_tables() -> list[str]:
+    """Tables the application's models define."""
+
+    return list(Base.metadata.tables)
+
+
+def require_known_revision(target: Target) -> None:
+    """Refuse a target at an Alembic revision these migrations do not know (a newer
+    application, or another application), before anything is written."""
+    from alembic.script import ScriptDirectory
+
+    with connect(target) as conn:
+        exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL")
+        if not exists.fetchone()[0]:
+            return
+        current = [r for (r,) in conn.execute("SELECT version_num FROM public.alembic_version")]
+    known = {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    unknown = [r for r in current if r not in known]
+    if unknown:
+        raise RunbookError(
+            f"the target's Alembic revision {unknown[0]!r} is not one of this runbook's "
+            "migrations (newer, or another application's); nothing was written",
+            where=target.display,
+            fix="use the runbook version that matches the application, or an empty target",
+        )
+
+
+def upgrade(target: Target) -> dict[str, Any]:
+    """`alembic upgrade head` of the application's migrations into the target; a target at a
+    revision these migrations do not know (newer, or another application's) is refused."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    require_known_revision(target)
+    engine = sa.create_engine(sqlalchemy_url(target.url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            before = MigrationContext.configure(conn).get_current_revision()
+            command.upgrade(alembic_config(conn), "head")
+            after = MigrationContext.configure(conn).get_current_revision()
+    except sa.exc.OperationalError as exc:
+        raise connection_error(target, exc.orig or exc) from None
+    except sa.exc.ProgrammingError as exc:
+        if "permission denied" not in str(exc.orig):
+            raise
+        raise RunbookError(
+            f"the target role may not create the schema: {str(exc.orig).splitlines()[0]}",
+            where=target.display,
+            fix="grant it CREATE on schema public (GRANT CREATE ON SCHEMA public TO <role>) "
+            "or connect as the database owner",
+        ) from None
+    finally:
+        engine.dispose()
+    return {"revision_before": before, "revision_after": after, "head": alembic_head()}
+
+
+def target_columns(target: Target) -> dict[str, dict[str, tuple[str, bool]]]:
+    """{table: {column: (format_type, nullable)}} of the target schema, in column order."""
+    query = """
+        SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY c.relname, a.attnum
+    """
+    columns: dict[str, dict[str, tuple[str, bool]]] = {}
+    with connect(target) as conn:
+        for table, column, type_text, nullable in conn.execute(query, [TARGET_SCHEMA]):
+            columns.setdefault(table, {})[column] = (type_text, nullable)
+    return columns
+
+
+def _table_plans(
+    table: sqlite_source.Table,
+    shape: dict[str, Any] | None,
+    target_cols: dict[str, tuple[str, bool]],
+    column_rules: dict[str, list[str]],
+) -> list[ColumnPlan]:
+    """The plans of one table's columns (taking its columns' rules out of `column_rules`); a
+    column without a home, or a NOT NULL target column the source cannot fill, is refused."""
+    pg_table = shape["target"] if shape else table.name
+    renamed = {c["name"]: c for c in shape["columns"]} if shape else {}
+    plans = []
+    for column in table.columns:
+        where = f"{table.name}.{column.name}"
+        pg_column = renamed[column.name]["target"] if renamed else column.name
+        if pg_column not in target_cols:
+            raise RunbookError(
+                f"source column {column.name!r} has no column in the target table",
+                where=where,
+                fix="add a migration that creates the column, then run 02_schema again",
+            )
+        type_text, nullable = target_cols[pg_column]
+        options = tuple(sorted(column_rules.pop(where, ())))
+        if "empty-as-null" in options and not nullable:
+            raise RunbookError(
+                "rule 'empty-as-null' on a NOT NULL column would turn '' into an error",
+                where=where,
+                fix="remove the rule for this column and fix its '' values in the source",
+            )
+        special = (renamed[column.name]["conversion"] if renamed else None) or ""
+        rule = conversion_for(type_text, options, where=where, name=special)
+        plans.append(
+            ColumnPlan(
+                table.name,
+                column.name,
+                column.declared,
+                type_text,
+                nullable,
+                rule.name,
+                options,
+                "" if pg_table == table.name else pg_table,
+                "" if pg_column == column.name else pg_column,
+            )
+        )
+    filled = {p.pg_column for p in plans}
+    missing = [n for n, (_, nullable) in target_cols.items() if n not in filled and not nullable]
+    if missing:
+        raise RunbookError(
+            f"target columns {missing} are NOT NULL but the source has no such columns",
+            where=table.name,
+            fix="give them a default in a migration, or map them from source columns",
+        )
+    return plans
+
+
+def column_map(
+    backup: str,
+    target: Target,
+    column_rules: dict[str, list[str]] | None = None,
+    reflected: list[dict[str, Any]] | None = None,
+) -> list[ColumnPlan]:
+    """Pair every source column with its target column and conversion (plus the explicit rules
+    the operator chose, keyed "table.column"); a source column with no home, or a target column
+    the source cannot fill, stops the run here, before any data moves."""
+    column_rules = dict(column_rules or {})
+    conn = sqlite_source.open_readonly(backup)
+    try:
+        tables = sqlite_source.reflect(conn)
+    finally:
+        conn.close()
+    homes = target_columns(target)
+    shapes = {shape["name"]: shape for shape in reflected or []}
+    plans = []
+    for table in tables:
+        shape = shapes.get(table.name)
+        pg_table = shape["target"] if shape else table.name
+        if pg_table not in homes:
+            raise RunbookError(
+                f"source table {table.name!r} has no table in the target schema",
+                where=table.name,
+                fix="add it to the application's models and migrations, or use reflect mode",
+            )
+        plans += _table_plans(table, shape, homes[pg_table], column_rules)
+    if column_rules:
+        raise RunbookError(
+            f"column_rules name columns the source does not have: {', '.join(column_rules)}",
+            fix='write each key as "table.column" of a source column',
+        )
+    return plans
+
+
+def describe(plans: list[ColumnPlan]) -> list[dict[str, Any]]:
+    """Rows of the column map for display and for `schema.json`."""
+    return [asdict(plan) | {"rule": plan.rule.rule} for plan in plans]
+
+
+SCHEMA_MODES = ("alembic", "reflect")
+
+
+AGAIN = "run 02_schema again (runbook run SOURCE --steps schema --run-dir RUN_DIR)"
+
+
+def _create(run: RunFolder, target: Target, mode: str, replace_target: bool) -> dict[str, Any]:
+    """The target schema: this migration's tables claimed (a target holding other data is
+    refused), dropped first where the target is replaced, then created by Alembic or from the
+    reflected shapes."""
+    backup = run.read("backup")
+    reflected = reflect.plan(str(run.backup_path)) if mode == "reflect" else None
+    tables = [t["target"] for t in reflected["tables"]] if reflected else application_tables()
+    replaced = None
+    if replace_target:  # step 01 saved the target; only this migration's tables go
+        saved = replace.require_saved(run)
+        replaced = {"saved": saved, "dropped": replace.drop_application_tables(target, tables)}
+    if mode == "alembic":
+        require_known_revision(target)
+    earlier = ledger.require_ours_or_empty(
+        target, tables, backup["sha256"], allowed=("alembic_version",), keep_foreign=replace_target
+    )
+    ledger.claim(target, backup["sha256"], backup["source_name"], mode, tables)
+    if reflected and not earlier:
+        reflect.create(target, reflected)
+    migration = upgrade(target) if mode == "alembic" else None
+    return {"replaced": replaced, "reflected": reflected, "migration": migration}
+
+
+def prepare(
+    run: RunFolder,
+    target: Target,
+    column_rules: dict[str, list[str]] | None = None,
+    mode: str = "alembic",
+    replace_target: bool = False,
+) -> dict[str, Any]:
+    """Create the schema (the application's Alembic migrations, or one reflected from the
+    SQLite file), map the columns, scan the backup for misfits, and record all three in
+    `schema.json` (tied to the backup's sha256, so the transfer need not scan again)."""
+    if mode not in SCHEMA_MODES:
+        raise RunbookError(f"unknown schema mode {mode!r}", fix="use 'alembic' or 'reflect'")
+    with translated(target, "the schema step", AGAIN):
+        created = _create(run, target, mode, replace_target)
+        reflected = created["reflected"]
+        plans = column_map(
+            str(run.backup_path), target, column_rules, reflected["tables"] if reflected else None
+        )
+    result = {
+        "backup_sha256": run.read("backup")["sha256"],
+        "mode": mode,
+        **created,
+        "columns": describe(plans),
+        "preflight": scan(str(run.backup_path), plans),
+    }
+    run.write("schema", result)
+    return result
+
+
+def key_facts(result: dict[str, Any]) -> dict[str, Any]:
+    """What the audit record must show of the schema step."""
+    migration = result["migration"]
+    if migration:
+        facts = {
+            "schema mode": "alembic (the application's migrations)",
+            "alembic revision before": migration["revision_before"] or "(empty database)",
+            "alembic revision after": migration["revision_after"],
+        }
+    else:
+        facts = {
+            "schema mode": "reflect (built from the SQLite file)",
+            "notes on translation": len(result["reflected"]["notes"]),
+        }
+    return facts | {
+        "tables mapped": len({c["table"] for c in result["columns"]}),
+        "columns mapped": len(result["columns"]),
+        "misfit values found by preflight": result["preflight"]["total"],
+        "rows that cannot be loaded as they are": result["preflight"]["rows"],
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One line for the verdict."""
+    migration = result["migration"]
+    made = f"revision {migration['revision_after']}" if migration else "reflected from SQLite"
+    return (
+        f"schema {made}; {len(result['columns'])} columns mapped; "
+        f"{result['preflight']['total']} misfits in {result['preflight']['rows']} rows."
+    )

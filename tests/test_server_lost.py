@@ -1,0 +1,112 @@
+"""Every step meets a server that goes away mid-way with one RunbookError sentence on screen
+(what, where, what to do) and no traceback; the notebook keeps the traceback for the audit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from coldchain.sample import generate
+from runbook.core.target import Target, connect, create_database
+
+STEPS = ("backup", "schema", "transfer", "verify")
+NOTEBOOKS = {s: f"{i:02d}_{s}.ipynb" for i, s in enumerate(STEPS, start=1)}
+
+
+def _ledger_claimed(target: Target) -> bool:
+    with connect(target) as conn:
+        if not conn.execute("SELECT to_regclass('runbook.loads') IS NOT NULL").fetchone()[0]:
+            return False
+        return bool(conn.execute("SELECT count(*) FROM runbook.loads").fetchone()[0])
+
+
+def _range_loaded(target: Target) -> bool:
+    with connect(target) as conn:
+        done = conn.execute("SELECT count(*) FROM runbook.ranges WHERE status = 'complete'")
+        return done.fetchone()[0] > 0
+
+
+def _checksums_running(target: Target) -> bool:
+    with connect(target) as conn:
+        busy = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND query LIKE '%string_agg%'"
+        )
+        return busy.fetchone()[0] > 0
+
+
+def _wait(condition: Callable[[], bool], process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 300
+    while not condition():
+        assert process.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"{what} did not happen"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("lost") / "dispatch.db"
+    generate(path, scale=0.1, seed=5)
+    return path
+
+
+def _runbook(*args: str) -> list[str]:
+    return [sys.executable, "-m", "runbook.cli", *args]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_the_server_lost_mid_step_is_one_sentence_and_no_traceback(
+    scram_server, source: Path, tmp_path: Path, step: str
+) -> None:
+    database = f"lost_{step}"
+    create_database(scram_server.target(), database)
+    target = scram_server.target(database)
+    env = {**os.environ, "DATABASE_URL": target.url, "RUNBOOK_SPLIT_ROWS": "5000"}
+    run_dir = tmp_path / "run"
+    before = list(STEPS[: STEPS.index(step)])
+    if before:
+        done = subprocess.run(
+            _runbook("run", str(source), "--run-dir", str(run_dir), "--steps", ",".join(before)),
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    process = subprocess.Popen(
+        _runbook("run", str(source), "--run-dir", str(run_dir), "--steps", step),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    conditions = {
+        "backup": lambda: (run_dir / NOTEBOOKS["backup"]).exists(),  # before its kernel connects
+        "schema": lambda: _ledger_claimed(target),  # the schema step has begun writing
+        "transfer": lambda: _range_loaded(target),  # in the middle of the load
+        "verify": lambda: _checksums_running(target),  # in the middle of the checksums
+    }
+    try:
+        _wait(conditions[step], process, f"step {step} reached its server work")
+        scram_server.stop("immediate")
+        output, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        scram_server.start()
+    assert process.returncode == 1, output
+    assert "Traceback" not in output
+    failed = [line for line in output.splitlines() if line.startswith(f"Step {step} failed: ")]
+    assert len(failed) == 1, output
+    assert "What to do:" in failed[0] and "RunbookError" not in failed[0], failed[0]
+    assert scram_server.password not in output
+    notebook = json.loads((run_dir / NOTEBOOKS[step]).read_text())
+    errors = [
+        out for cell in notebook["cells"] for out in cell.get("outputs", [])
+        if out.get("output_type") == "error"
+    ]  # fmt: skip
+    assert errors and errors[0]["ename"] == "RunbookError" and errors[0]["traceback"]
