@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import hashlib
 import json
@@ -358,3 +359,23 @@ def test_korean_text_with_awkward_characters(db: sqlite3.Connection) -> None:
     for char in ("\n", "\t", "\\", '"', "'"):
         assert char in free_text, repr(char)
     assert HANGUL.search(free_text)
+
+
+# ----------------------------------------------------------------------------- code layout
+
+
+def test_generator_modules_and_functions_stay_small() -> None:
+    """Modules <= 400 lines (word tables excepted); functions <= 60 unless they say why."""
+    package = Path(coldchain.__file__).parent / "sample"
+    declarative = {"vocabulary.py"}
+    too_long = []
+    for module in sorted(package.glob("*.py")):
+        source = module.read_text(encoding="utf-8")
+        if module.name not in declarative:
+            assert source.count("\n") <= 400, module.name
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60 and "Long because" not in (ast.get_docstring(node) or ""):
+                    too_long.append(f"{module.name}:{node.name} ({lines} lines)")
+    assert too_long == []
