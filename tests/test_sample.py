@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import coldchain
-from coldchain.sample import BASE_TIME, SCHEMA_PATH, TABLES, generate
+from coldchain.sample import BASE_TIME, PROFILES, SCHEMA_PATH, TABLES, generate
 
 SHARED_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "coldchain" / "sqlite_schema.sql"
 HANGUL = re.compile("[가-힣]")
@@ -66,10 +66,20 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, in
     return path, generate(path, scale=0.01, seed=42)
 
 
-@pytest.fixture
-def db(sample: tuple[Path, dict[str, int]]) -> Iterator[sqlite3.Connection]:
-    """Read-only connection to the module's sample."""
-    conn = sqlite3.connect(f"file:{sample[0]}?mode=ro", uri=True)
+@pytest.fixture(scope="module")
+def wide_sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """A sample of the wide profile at scale 0.01 and the counts generate() reported."""
+    path = tmp_path_factory.mktemp("wide") / "dispatch.db"
+    return path, generate(path, scale=0.01, seed=42, profile="wide")
+
+
+@pytest.fixture(params=PROFILES)
+def db(
+    request: pytest.FixtureRequest, sample: tuple[Path, dict[str, int]]
+) -> Iterator[sqlite3.Connection]:
+    """Read-only connection to the module's sample of each profile (the checks hold for all)."""
+    path = sample[0] if request.param == "standard" else request.getfixturevalue("wide_sample")[0]
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     yield conn
     conn.close()
 
@@ -131,6 +141,7 @@ def test_schema_is_exactly_the_application_schema(db: sqlite3.Connection) -> Non
     reference.close()
 
 
+@pytest.mark.parametrize("db", ["standard"], indirect=True)
 def test_counts_are_real_and_every_table_is_filled(
     sample: tuple[Path, dict[str, int]], db: sqlite3.Connection
 ) -> None:
@@ -359,6 +370,83 @@ def test_korean_text_with_awkward_characters(db: sqlite3.Connection) -> None:
     for char in ("\n", "\t", "\\", '"', "'"):
         assert char in free_text, repr(char)
     assert HANGUL.search(free_text)
+
+
+# ----------------------------------------------------------------------------- the wide profile
+
+
+def _average(path: Path, expression: str, table: str = "orders") -> float:
+    """avg(expression) over a table of a sample."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute(f"SELECT avg({expression}) FROM {table}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_unknown_profile_is_refused_naming_the_allowed_ones(tmp_path: Path) -> None:
+    """profile is one of PROFILES; anything else is a ValueError and nothing is written."""
+    assert PROFILES == ("standard", "wide")
+    with pytest.raises(ValueError, match="standard, wide"):
+        generate(tmp_path / "narrow.db", profile="narrow")
+    assert not (tmp_path / "narrow.db").exists()
+
+
+def test_wide_profile_is_deterministic_and_standard_is_the_default(
+    sample: tuple[Path, dict[str, int]], wide_sample: tuple[Path, dict[str, int]], tmp_path: Path
+) -> None:
+    """Same (scale, seed, profile) -> same bytes; profile="standard" is what generate() writes."""
+    again = tmp_path / "wide.db"
+    assert generate(again, scale=0.01, seed=42, profile="wide") == wide_sample[1]
+    assert _sha256(again) == _sha256(wide_sample[0]) != _sha256(sample[0])
+    standard = tmp_path / "standard.db"
+    generate(standard, scale=0.01, seed=42, profile="standard")
+    assert _sha256(standard) == _sha256(sample[0])
+
+
+def test_wide_profile_has_more_orders_per_temperature_log(
+    sample: tuple[Path, dict[str, int]], wide_sample: tuple[Path, dict[str, int]]
+) -> None:
+    """2.4x the orders on 1.2x the readings; 80% of orders dispatched (two stops each)."""
+    standard, wide = sample[1], wide_sample[1]
+    assert all(wide[t] >= standard[t] > 0 for t in TABLES)
+    assert wide["orders"] >= 2 * standard["orders"]
+    per_log = {n: c["orders"] / c["temperature_logs"] for n, c in (("s", standard), ("w", wide))}
+    assert per_log["w"] > 1.6 * per_log["s"]
+    assert 1.5 < wide["dispatch_routes"] / wide["orders"] < 1.7
+    assert wide["temperature_logs"] > max(n for t, n in wide.items() if t != "temperature_logs")
+
+
+def test_wide_order_items_are_long_json_lists(wide_sample: tuple[Path, dict[str, int]]) -> None:
+    """orders.items carries about 490 bytes per order, of varying length, with detailed lines."""
+    path = wide_sample[0]
+    per_order = _average(path, "coalesce(length(CAST(items AS BLOB)), 0)")
+    assert 440 < per_order < 540, per_order
+    assert _average(path, "length(items) > 700") > 0.02  # some long lists...
+    assert _average(path, "length(items) < 300") > 0.05  # ...and some short ones
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    first = json.loads(conn.execute("SELECT items FROM orders WHERE items NOT NULL").fetchone()[0])
+    conn.close()
+    assert {"sku", "name", "qty", "unit", "temp_range", "lot", "expiry"} <= set(first[0])
+    assert HANGUL.search(first[0]["name"])
+
+
+def test_wide_text_is_longer_but_fits_its_limits(
+    sample: tuple[Path, dict[str, int]], wide_sample: tuple[Path, dict[str, int]]
+) -> None:
+    """Addresses run near (never over) VARCHAR(255); instructions are several sentences."""
+    for table, column in [
+        ("orders", "pickup_address"),
+        ("orders", "delivery_address"),
+        ("clients", "address"),
+    ]:
+        standard = _average(sample[0], f"length({column})", table)
+        wide = _average(wide_sample[0], f"length({column})", table)
+        assert wide > 4 * standard, column
+        assert _average(wide_sample[0], f"length({column}) BETWEEN 150 AND 255", table) == 1
+    standard = _average(sample[0], "length(special_instructions)")
+    assert _average(wide_sample[0], "length(special_instructions)") > 2.5 * standard
+    assert _average(wide_sample[0], "special_instructions IS NOT NULL") > 0.7
 
 
 # ----------------------------------------------------------------------------- code layout

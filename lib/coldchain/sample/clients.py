@@ -7,7 +7,7 @@ import random
 from collections.abc import Iterator
 
 from coldchain.sample.formats import clock, ts
-from coldchain.sample.korean import address, landline, mobile, note, person
+from coldchain.sample.korean import address, landline, mobile, note, person, with_directions
 from coldchain.sample.timeline import BASE_TIME, COMPANY_START, HISTORY_START, moment
 from coldchain.sample.vocabulary import (
     BRANCHES,
@@ -29,7 +29,7 @@ def clients(world: World) -> Iterator[tuple]:
         world.clients_by_zone[zone].append(cid)
         name = _name(rng, zone)
         street, district, lat, lng = address(rng)
-        street += rng.choice(BUILDING_SUFFIXES)
+        street = with_directions(rng, street + rng.choice(BUILDING_SUFFIXES), world.profile.wording)
         world.client_geo.append((lat, lng))
         world.client_addr.append(street)
         geo_known = rng.random() < 0.96
@@ -48,7 +48,7 @@ def clients(world: World) -> Iterator[tuple]:
             business_number = (
                 f"{rng.randrange(101, 900)}-{rng.randrange(1, 100):02d}-{rng.randrange(100000):05d}"
             )
-        notes = note(rng) if rng.random() < 0.5 else None
+        notes = note(rng, world.profile.wording) if rng.random() < 0.5 else None
         yield (
             cid,
             f"CL-{cid:05d}",

@@ -9,17 +9,22 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from coldchain.sample import audit, clients, dispatches, fleet, orders, people, planning, telemetry
+from coldchain.sample.profiles import profile_named
 from coldchain.sample.tables import COLUMNS, SCHEMA_PATH, TABLES
 from coldchain.sample.world import World
 
 
-def generate(path: str | os.PathLike[str], scale: float = 0.01, seed: int = 42) -> dict[str, int]:
+def generate(
+    path: str | os.PathLike[str], scale: float = 0.01, seed: int = 42, profile: str = "standard"
+) -> dict[str, int]:
     """Write a new sample SQLite database at ``path`` and return its row count per table.
 
-    Refuses to overwrite (FileExistsError): a sample must never replace a real database.
+    ``profile`` is the shape of the data (see PROFILES). Refuses to overwrite (FileExistsError):
+    a sample must never replace a real database.
     """
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number, not {scale!r}")
+    shape = profile_named(profile)
     target = Path(os.fspath(path))
     with open(target, "xb"):  # atomic "create, or fail if it exists"
         pass
@@ -28,7 +33,7 @@ def generate(path: str | os.PathLike[str], scale: float = 0.01, seed: int = 42) 
         try:
             conn.execute("PRAGMA journal_mode=DELETE")
             conn.executescript("BEGIN;\n" + SCHEMA_PATH.read_text(encoding="utf-8"))
-            fill(conn, World(float(scale), seed))
+            fill(conn, World(float(scale), seed, shape))
             conn.execute("COMMIT")
             return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
         finally:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import random
 
+from coldchain.sample.profiles import Wording
 from coldchain.sample.vocabulary import (
     DISTRICTS,
     GIVEN_NAMES,
     NOTE_JOINERS,
-    NOTE_PHRASES,
     SURNAMES,
+    WIDE_BUILDINGS,
+    WIDE_DIRECTIONS,
+    WIDE_FLOORS,
+    WIDE_NEIGHBOURHOODS,
+    WIDE_WINGS,
 )
 
 _SURNAME_WEIGHTS = [s[2] for s in SURNAMES]
@@ -46,9 +51,25 @@ def address(rng: random.Random) -> tuple[str, str, float, float]:
     return street, district, lat, lng
 
 
-def note(rng: random.Random) -> str:
+def with_directions(rng: random.Random, street: str, wording: Wording) -> str:
+    """``street`` as is, or (with an address limit) followed by its building, dock and drivers'
+    directions, up to a random length between 60 characters under the limit and the limit."""
+    limit = wording.address_limit
+    if limit is None:
+        return street
+    target = rng.randrange(limit - 60, limit + 1)
+    dock = f"{rng.choice(WIDE_WINGS)} {rng.choice(WIDE_FLOORS)} {rng.randrange(1, 25)}번 도크"
+    # At most 77 characters so far (longest street, suffix, building and dock), below any target.
+    out = f"{street} ({rng.choice(WIDE_NEIGHBOURHOODS)}, {rng.choice(WIDE_BUILDINGS)}) {dock}"
+    for direction in rng.sample(WIDE_DIRECTIONS, len(WIDE_DIRECTIONS)):
+        if len(out) + 2 + len(direction) <= target:
+            out += ", " + direction
+    return out
+
+
+def note(rng: random.Random, wording: Wording) -> str:
     """Korean free text as dispatchers type it: newlines, tabs, quotes, backslashes."""
-    phrases = rng.sample(NOTE_PHRASES, rng.choice((1, 1, 2, 2, 3)))
+    phrases = rng.sample(wording.phrases, rng.choice(wording.phrases_per_note))
     out = phrases[0]
     for phrase in phrases[1:]:
         out += rng.choice(NOTE_JOINERS) + phrase

@@ -7,14 +7,17 @@ import random
 from collections.abc import Iterator
 
 from coldchain.sample.formats import json_text, ts
-from coldchain.sample.korean import address, note
+from coldchain.sample.korean import address, note, with_directions
+from coldchain.sample.profiles import Goods, Wording
 from coldchain.sample.timeline import BASE_TIME, micro, past
 from coldchain.sample.vocabulary import (
     BRANCHES,
     BUILDING_SUFFIXES,
     CANCEL_REASONS,
-    PRODUCTS,
     STORES,
+    WIDE_ORIGINS,
+    WIDE_SHELF_DAYS,
+    ZONE_CLIMATE,
     ZONES,
 )
 from coldchain.sample.world import Dispatch, World
@@ -31,6 +34,7 @@ _STATUS_OF_DISPATCH = {
 def orders(world: World) -> Iterator[tuple]:
     """Order rows; each dispatched order carries goods of its truck's temperature zone."""
     rng = world.rng("orders")
+    goods, wording = world.profile.goods, world.profile.wording
     p_audit = min(1.0, 0.4 * world.size.audit / max(1, len(world.order_plan)))
     for oid, (created, index) in enumerate(world.order_plan, start=1):
         dispatch = world.dispatches[index] if index >= 0 else None
@@ -45,13 +49,13 @@ def orders(world: World) -> Iterator[tuple]:
         requested_delivery = dt.datetime.combine(
             day, dt.time(rng.randrange(9, 19), rng.choice((0, 30)))
         )
-        street, lat, lng = _delivery_address(rng)
+        street, lat, lng = _delivery_address(rng, wording)
         world.o_lat.append(lat)
         world.o_lng.append(lng)
         world.o_weight.append(weight)
         geo_known = rng.random() < 0.97
         priority = rng.choices((1, 2, 3, 4, 5), (5, 15, 55, 15, 10))[0]
-        items = _items(rng, zone, created)
+        items = _items(rng, zone, created, goods)
         updated = _updated(rng, status, dispatch, created)
         created_by = rng.choice(world.staff) if rng.random() < 0.85 else None
         number = f"ORD-{created:%Y%m%d}-{oid:06d}"
@@ -74,7 +78,7 @@ def orders(world: World) -> Iterator[tuple]:
             status,
             priority,
             int(urgent),
-            note(rng) if rng.random() < 0.45 else None,
+            note(rng, wording) if rng.random() < wording.instructions_share else None,
             json_text(items),
             ts(created),
             ts(updated),
@@ -103,32 +107,44 @@ def _load(
     return zone, weight, pallets, day, status
 
 
-def _delivery_address(rng: random.Random) -> tuple[str, float, float]:
+def _delivery_address(rng: random.Random, wording: Wording) -> tuple[str, float, float]:
     """Where an order goes: a store branch or a building, and its position."""
     street, _district, lat, lng = address(rng)
     if rng.random() < 0.6:
         street += f" {rng.choice(STORES)} {rng.choice(BRANCHES)}점"
     else:
         street += rng.choice(BUILDING_SUFFIXES)
-    return street, lat, lng
+    return with_directions(rng, street, wording), lat, lng
 
 
-def _items(rng: random.Random, zone: str, created: dt.datetime) -> list[dict] | None:
+def _items(rng: random.Random, zone: str, created: dt.datetime, goods: Goods) -> list[dict] | None:
     """The goods of an order (JSON), or None when the order lists none."""
-    if rng.random() >= 0.9:
+    if rng.random() >= goods.share:
         return None
     items = []
-    for name, unit in rng.sample(PRODUCTS[zone], rng.randrange(1, 4)):
-        items.append(
-            {
-                "sku": f"{zone[:2]}-{rng.randrange(1000, 10000)}",
-                "name": name,
-                "qty": rng.randrange(1, 120),
-                "unit": unit,
-                "lot": f"L{created:%y%m}-{rng.randrange(1, 1000):03d}",
-            }
-        )
+    for name, unit in rng.sample(goods.catalogue[zone], rng.randrange(*goods.lines)):
+        item = {
+            "sku": f"{zone[:2]}-{rng.randrange(1000, 10000)}",
+            "name": name,
+            "qty": rng.randrange(1, 120),
+            "unit": unit,
+            "lot": f"L{created:%y%m}-{rng.randrange(1, 1000):03d}",
+        }
+        if goods.detailed:
+            item.update(_details(rng, zone, created))
+        items.append(item)
     return items
+
+
+def _details(rng: random.Random, zone: str, created: dt.datetime) -> dict:
+    """What a wholesaler's order lines also carry: temperature range, expiry date and origin."""
+    tmin, tmax = ZONE_CLIMATE[zone][:2]
+    shelf_life = dt.timedelta(days=rng.randrange(*WIDE_SHELF_DAYS[zone]))
+    return {
+        "temp_range": f"{tmin:g}~{tmax:g}°C",
+        "expiry": (created + shelf_life).date().isoformat(),
+        "origin": rng.choice(WIDE_ORIGINS),
+    }
 
 
 def _updated(

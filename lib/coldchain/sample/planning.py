@@ -24,7 +24,7 @@ def plan(world: World, drivers: list[tuple]) -> None:
     history_pool = [v for v in world.vehicles if v.status != "RETIRED"]
     current_pool = [v for v in world.vehicles if v.status == "ACTIVE"]
     spare_drivers = list(range(world.size.vehicles + 1, len(drivers) + 1))
-    per_dispatch = (world.size.orders * 0.93) / world.size.dispatches
+    per_dispatch = (world.size.orders * world.profile.dispatched_share) / world.size.dispatches
     cumulative, done = 0.0, 0
     for day, weight in zip(days, weights, strict=True):
         cumulative += weight

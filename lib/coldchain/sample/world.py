@@ -1,4 +1,4 @@
-"""The sample's world while it is built: its sizes, its random streams, and what tables share.
+"""The sample's world while it is built: its profile and sizes, random streams, what tables share.
 
 Later tables reuse what earlier ones decided (vehicles' zones, clients' places, the dispatch
 plan, each order's weight and position); alerts and audit events are collected on the way.
@@ -11,6 +11,7 @@ import random
 from array import array
 from dataclasses import dataclass, field
 
+from coldchain.sample.profiles import Profile
 from coldchain.sample.vocabulary import ZONES
 
 
@@ -48,43 +49,13 @@ class Dispatch:
     orders: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class Sizes:
-    """How many rows each part of the world gets; small scales keep minimums."""
-
-    admins: int
-    dispatchers: int
-    vehicles: int
-    drivers: int
-    clients: int
-    dispatches: int
-    orders: int
-    logs: int
-    audit: int
-
-    @classmethod
-    def at(cls, scale: float) -> Sizes:
-        """Sizes at ``scale`` (1 = about a million temperature logs)."""
-        vehicles = max(8, round(300 * scale))
-        return cls(
-            admins=max(2, round(5 * scale)),
-            dispatchers=max(3, round(40 * scale)),
-            vehicles=vehicles,
-            drivers=max(vehicles + 2, round(330 * scale)),
-            clients=max(20, round(1000 * scale)),
-            dispatches=max(30, round(15_000 * scale)),
-            orders=max(100, round(50_000 * scale)),
-            logs=max(2_000, round(1_000_000 * scale)),
-            audit=max(100, round(30_000 * scale)),
-        )
-
-
 class World:
     """Everything the row builders share while one sample is generated."""
 
-    def __init__(self, scale: float, seed: int) -> None:
+    def __init__(self, scale: float, seed: int, profile: Profile) -> None:
         self.seed = seed
-        self.size = Sizes.at(scale)
+        self.profile = profile
+        self.size = profile.sizes.at(scale)
         self.staff: list[int] = []
         self.dispatchers: list[int] = []
         self.user_ids: list[int] = []
