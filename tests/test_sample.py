@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import hashlib
 import json
@@ -447,23 +446,3 @@ def test_wide_text_is_longer_but_fits_its_limits(
     standard = _average(sample[0], "length(special_instructions)")
     assert _average(wide_sample[0], "length(special_instructions)") > 2.5 * standard
     assert _average(wide_sample[0], "special_instructions IS NOT NULL") > 0.7
-
-
-# ----------------------------------------------------------------------------- code layout
-
-
-def test_generator_modules_and_functions_stay_small() -> None:
-    """Modules <= 400 lines (word tables excepted); functions <= 60 unless they say why."""
-    package = Path(coldchain.__file__).parent / "sample"
-    declarative = {"vocabulary.py"}
-    too_long = []
-    for module in sorted(package.glob("*.py")):
-        source = module.read_text(encoding="utf-8")
-        if module.name not in declarative:
-            assert source.count("\n") <= 400, module.name
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                lines = node.end_lineno - node.lineno + 1
-                if lines > 60 and "Long because" not in (ast.get_docstring(node) or ""):
-                    too_long.append(f"{module.name}:{node.name} ({lines} lines)")
-    assert too_long == []
