@@ -73,10 +73,10 @@ def reference(source: Path, tmp_path_factory) -> dict:
 def load_status(target: Target) -> tuple[str | None, int]:
     """The ledger's status of the load and how many key ranges are complete."""
     with connect(target) as conn:
-        if not conn.execute("SELECT to_regclass('runbook.ranges') IS NOT NULL").fetchone()[0]:
+        if not conn.execute("SELECT to_regclass('runbook_ranges') IS NOT NULL").fetchone()[0]:
             return None, 0
-        status = conn.execute("SELECT status FROM runbook.loads").fetchone()
-        done = conn.execute("SELECT count(*) FROM runbook.ranges WHERE status = 'complete'")
+        status = conn.execute("SELECT status FROM runbook_loads").fetchone()
+        done = conn.execute("SELECT count(*) FROM runbook_ranges WHERE status = 'complete'")
         return (status[0] if status else None), done.fetchone()[0]
 
 
@@ -84,7 +84,7 @@ def planned_ranges(target: Target) -> int:
     deadline = time.monotonic() + 60
     while True:
         with connect(target) as conn:
-            count = conn.execute("SELECT count(*) FROM runbook.ranges").fetchone()[0]
+            count = conn.execute("SELECT count(*) FROM runbook_ranges").fetchone()[0]
         if count or time.monotonic() > deadline:
             return count
         time.sleep(0.02)

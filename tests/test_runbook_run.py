@@ -182,7 +182,7 @@ def test_a_role_without_create_rights_fails_before_step_01_with_one_sentence(
     before = fingerprint(scram_server.target("locked"))
     text = refused(sample_db, tmp_path / "run", url, "reader-pw-777")
     assert "permission denied: role reader may not create objects" in text
-    assert "GRANT CREATE ON SCHEMA public" in text
+    assert 'GRANT USAGE, CREATE ON SCHEMA "public" TO "reader"' in text
     assert fingerprint(scram_server.target("locked")) == before  # the target is untouched
 
 

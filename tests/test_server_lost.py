@@ -22,14 +22,14 @@ NOTEBOOKS = {s: f"{i:02d}_{s}.ipynb" for i, s in enumerate(STEPS, start=1)}
 
 def _ledger_claimed(target: Target) -> bool:
     with connect(target) as conn:
-        if not conn.execute("SELECT to_regclass('runbook.loads') IS NOT NULL").fetchone()[0]:
+        if not conn.execute("SELECT to_regclass('runbook_loads') IS NOT NULL").fetchone()[0]:
             return False
-        return bool(conn.execute("SELECT count(*) FROM runbook.loads").fetchone()[0])
+        return bool(conn.execute("SELECT count(*) FROM runbook_loads").fetchone()[0])
 
 
 def _range_loaded(target: Target) -> bool:
     with connect(target) as conn:
-        done = conn.execute("SELECT count(*) FROM runbook.ranges WHERE status = 'complete'")
+        done = conn.execute("SELECT count(*) FROM runbook_ranges WHERE status = 'complete'")
         return done.fetchone()[0] > 0
 
 

@@ -1,6 +1,8 @@
 """A throwaway PostgreSQL server with password (scram) authentication on a free local port, made
 from the server binaries the embedded-server package ships (or an older release's, fetched once
-from the npm registry); tests start and stop it at will."""
+from the npm registry, or the system's own, built with TLS); tests start and stop it at will.
+Optionally TLS-only (a certificate from a throwaway CA made with `openssl`, `hostssl` lines
+only), with server settings of the test's choice, and a throwaway PgBouncer in front of it."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from runbook.core.target import Target
 
@@ -74,34 +79,119 @@ def old_server_binaries() -> Path:
     return ready / "bin"
 
 
+def system_server_binaries() -> Path:
+    """bin/ of the newest PostgreSQL server the system's packages installed (Debian's
+    `postgresql`, in /usr/lib/postgresql/N/bin), which is built with TLS unlike the embedded
+    one; a pytest skip with the reason where there is none."""
+    import pytest
+
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
+    )
+    if not found:
+        pytest.skip(
+            "no PostgreSQL server package is installed (Debian: apt-get install postgresql)"
+        )
+    return found[-1].parent
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-class ThrowawayServer:
-    """initdb + pg_ctl start/stop of a private cluster; `target(db)` gives a password URL."""
+def _server_user() -> str | None:
+    """The user servers run as: PostgreSQL and PgBouncer refuse root, so as root `pgserver`
+    (created when missing), else the current user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-s", "/bin/sh", SERVER_USER], check=True)
+    return SERVER_USER
 
-    def __init__(self, binaries: Path | None = None) -> None:
+
+def _own(user: str | None, *paths: Path) -> None:
+    for path in paths:
+        if user:
+            shutil.chown(path, user)
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """A throwaway CA and a server certificate it signed (for `host` only), as files."""
+
+    ca: Path  # the CA's certificate: what a client's sslrootcert names
+    server_cert: Path
+    server_key: Path
+
+
+def _openssl(folder: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+
+def make_ca(folder: Path, name: str = "ca") -> Path:
+    """A self-signed CA (EC P-256, valid two days) in `folder`; its certificate's path (the key
+    beside it as NAME.key). A pytest skip when `openssl` is absent."""
+    import pytest
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed: it makes the throwaway CA of the TLS tests")
+    folder.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        folder, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
+        "-subj", f"/CN=runbook test {name}",
+    )  # fmt: skip
+    return folder / f"{name}.crt"
+
+
+def make_certificates(folder: Path, host: str = "localhost") -> Certificates:
+    """A throwaway CA and a server certificate for `host` (its only subject alternative name)."""
+    ca = make_ca(folder)
+    (folder / "san.ext").write_text(f"subjectAltName=DNS:{host}\n")
+    _openssl(
+        folder, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={host}",
+    )  # fmt: skip
+    _openssl(
+        folder, "x509", "-req", "-in", "server.csr", "-CA", ca.name, "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext",
+    )  # fmt: skip
+    return Certificates(ca, folder / "server.crt", folder / "server.key")
+
+
+class ThrowawayServer:
+    """initdb + pg_ctl start/stop of a private cluster; `target(db)` gives a password URL.
+
+    With `tls`, the server speaks TLS with that certificate and accepts TCP connections with TLS
+    only (`hostssl`); targets then carry `url_query` (e.g. sslmode=verify-full&sslrootcert=...)
+    and name `host`. `settings` go into postgresql.conf (e.g. statement_timeout)."""
+
+    def __init__(
+        self,
+        binaries: Path | None = None,
+        *,
+        tls: Certificates | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.binaries = binaries or _binaries()
         self.folder = Path(tempfile.mkdtemp(prefix="runbook-pg-"))
         self.data = self.folder / "data"
         self.port = _free_port()
         self.password = f"scram-{secrets.token_hex(8)}"
-        self.user = None
-        if os.geteuid() == 0:
-            try:
-                pwd.getpwnam(SERVER_USER)
-            except KeyError:
-                subprocess.run(["useradd", "-s", "/bin/sh", SERVER_USER], check=True)
-            self.user = SERVER_USER
+        self.host = "localhost" if tls else "127.0.0.1"
+        self.url_query = ""
+        self.user = _server_user()
+        if self.user:
             self.folder.chmod(0o755)
-            shutil.chown(self.folder, SERVER_USER)
+        _own(self.user, self.folder)
         pwfile = self.folder / "pw"
         pwfile.write_text(self.password + "\n")
-        if self.user:
-            shutil.chown(pwfile, self.user)
+        _own(self.user, pwfile)
         self._run(
             "initdb",
             "-D",
@@ -114,7 +204,29 @@ class ThrowawayServer:
             "--locale=C",
         )
         pwfile.unlink()
+        conf = dict(settings or {})
+        if tls:
+            conf |= self._tls_files(tls)
+            self.url_query = f"sslmode=verify-full&sslrootcert={quote(str(tls.ca))}"
+        if conf:
+            with (self.data / "postgresql.conf").open("a") as handle:
+                handle.writelines(f"{name} = '{value}'\n" for name, value in conf.items())
         self.start()
+
+    def _tls_files(self, tls: Certificates) -> dict[str, str]:
+        """Copies of the server's certificate and key the server may read (the key private to
+        it, as PostgreSQL demands), pg_hba.conf with `hostssl` lines only; the settings."""
+        cert, key = self.folder / "server.crt", self.folder / "server.key"
+        shutil.copyfile(tls.server_cert, cert)
+        shutil.copyfile(tls.server_key, key)
+        key.chmod(0o600)
+        _own(self.user, cert, key)
+        (self.data / "pg_hba.conf").write_text(
+            "local all all scram-sha-256\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+            "hostssl all all ::1/128 scram-sha-256\n"
+        )
+        return {"ssl": "on", "ssl_cert_file": str(cert), "ssl_key_file": str(key)}
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
@@ -133,12 +245,93 @@ class ThrowawayServer:
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
+    def url(self, database: str = "postgres", user: str = "postgres", password: str = "") -> str:
+        """A URL of this server: `user` with `password` (the superuser's by default)."""
+        secret = password or (self.password if user == "postgres" else "")
+        query = f"?{self.url_query}" if self.url_query else ""
+        return f"postgresql://{user}:{secret}@{self.host}:{self.port}/{database}{query}"
+
     def target(self, database: str = "postgres", password: str | None = None) -> Target:
         secret = self.password if password is None else password
-        url = "postgresql://postgres:" + secret + f"@127.0.0.1:{self.port}/{database}"
-        return Target(url, "external", "throwaway server")
+        return Target(self.url(database, "postgres", secret), "external", "throwaway server")
 
     def close(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class ThrowawayPgBouncer:
+    """PgBouncer on a free local port in front of `server`, in `pool_mode` (transaction by
+    default), authenticating `users` ({name: password}) with scram; started and stopped by the
+    test. `ignore` lists the startup parameters it accepts and drops (ignore_startup_parameters).
+    A pytest skip when PgBouncer is not installed."""
+
+    def __init__(
+        self,
+        server: ThrowawayServer,
+        users: dict[str, str],
+        *,
+        pool_mode: str = "transaction",
+        ignore: tuple[str, ...] = ("extra_float_digits",),
+    ) -> None:
+        import pytest
+
+        binary = shutil.which("pgbouncer") or next(
+            (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(p).is_file()), None
+        )
+        if not binary:
+            pytest.skip("PgBouncer is not installed (Debian: apt-get install pgbouncer)")
+        self.server = server
+        self.port = _free_port()
+        self.user = _server_user()
+        self.folder = Path(tempfile.mkdtemp(prefix="runbook-pgbouncer-"))
+        (self.folder / "userlist.txt").write_text(
+            "".join(f'"{name}" "{password}"\n' for name, password in users.items())
+        )
+        (self.folder / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={server.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = scram-sha-256\nauth_file = {self.folder / 'userlist.txt'}\n"
+            f"pool_mode = {pool_mode}\nignore_startup_parameters = {','.join(ignore)}\n"
+            f"logfile = {self.folder / 'pgbouncer.log'}\n"
+            "max_client_conn = 200\ndefault_pool_size = 20\n"
+        )
+        if self.user:
+            self.folder.chmod(0o755)
+        _own(self.user, self.folder, *self.folder.iterdir())
+        self.process = subprocess.Popen(
+            [binary, str(self.folder / "pgbouncer.ini")],
+            user=self.user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait_until_listening()
+
+    def _wait_until_listening(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = self.folder / "pgbouncer.log"
+                raise RuntimeError(
+                    "PgBouncer did not start: " + (log.read_text()[-500:] if log.exists() else "")
+                )
+            time.sleep(0.05)
+
+    def url(self, database: str, user: str, password: str) -> str:
+        """The URL of `database` through the pooler."""
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)

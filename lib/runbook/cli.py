@@ -11,10 +11,10 @@ from pathlib import Path
 
 from runbook.core import parameters
 from runbook.core.errors import RunbookError
+from runbook.core.readiness import check_ready
 from runbook.core.run import STEPS, RunFolder, new_run_name, runs_root
 from runbook.core.target import (
     Target,
-    check_ready,
     create_database,
     drop_database,
     embedded_target,

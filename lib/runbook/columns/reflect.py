@@ -277,7 +277,8 @@ def create(target: Any, reflected: dict[str, Any]) -> None:
         existing = {
             name
             for (name,) in pg.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()"
             )
         }
         clash = sorted(existing & {t["target"] for t in reflected["tables"]})

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from runbook.core.readiness import check_ready
 from runbook.core.run import STEPS, RunFolder, default_source, notebook_name, open_run
-from runbook.core.target import Target, check_ready, resolve_target
+from runbook.core.target import Target, resolve_target
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def begin(
     run = open_run(run_dir, create=index == 0, needs=STEPS[index - 1] if index else "")
     source = default_source(source_db)
     target = resolve_target(target_url, database_url_env)
-    server = check_ready(target)
+    server = check_ready(target).version
     print(f"Step:       {notebook_name(step)}")
     print(f"Run folder: {run.name} ({run.why})" if run.why else f"Run folder: {run.name}")
     print(f"Source:     {source.name}")

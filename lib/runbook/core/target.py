@@ -1,7 +1,9 @@
 """The target PostgreSQL: where its URL comes from, how it is shown (masked), how to connect.
 
 The password only ever lives in the environment (or a `.env` file); anything displayed or
-written goes through `mask_url` / `mask_text` first.
+written goes through `mask_url` / `mask_text` first. Every connection the runbook opens (psycopg
+here and in the loader processes, SQLAlchemy for Alembic, pg_dump) uses `session_url`: the
+target's URL, its TLS parameters as given, with the session settings the runbook needs added.
 """
 
 from __future__ import annotations
@@ -14,16 +16,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 
+from runbook.core import tls
 from runbook.core.errors import RunbookError, WorkerError, first_line
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 EMBEDDED_DATABASE = "coldchain"
 _SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://", "postgres://")
 _PASSWORD_IN_URL = re.compile(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]*:)([^@\s]*)(@)")
+# a password given as a URL or conninfo parameter (`?password=…`, `sslpassword=…`)
+_PASSWORD_PARAMETER = re.compile(r"(?i)(\b(?:ssl)?password=)([^&\s#'\"]+)")
+# the URL parameters that name files, made absolute where the runbook resolves the URL: the
+# notebooks' kernels and pg_dump run in other folders
+FILE_PARAMETERS = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcrldir", "passfile")
+# What every connection of the runbook asks of its server session when it connects (libpq's
+# `options`, so it holds for the whole session whatever the administrator's defaults): no
+# statement_timeout or idle_in_transaction_session_timeout cutting off a long COPY, index build
+# or checksum query, and a marker by which `check_ready` proves the server received them (a
+# connection pooler refuses or drops them).
+SESSION_SETTINGS = {
+    "statement_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
+    "runbook.session": "direct",
+}
 
 
 def project_home() -> Path:
@@ -32,10 +50,12 @@ def project_home() -> Path:
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by `***` (user, host, port, database stay readable)."""
-    return _PASSWORD_IN_URL.sub(
+    """The URL with its password replaced by `***` (user, host, port, database stay readable),
+    a `password=` or `sslpassword=` parameter too."""
+    url = _PASSWORD_IN_URL.sub(
         lambda m: m.group(1) + ("***" if m.group(2) else "") + m.group(3), url
     )
+    return _PASSWORD_PARAMETER.sub(lambda m: m.group(1) + "***", url)
 
 
 def mask_text(text: str, *secrets: str) -> str:
@@ -48,9 +68,53 @@ def mask_text(text: str, *secrets: str) -> str:
 
 
 def url_password(url: str) -> str | None:
-    """The password a URL carries, if any."""
+    """The password a URL carries, if any (before the host, or as a `password` parameter)."""
     password = urlsplit(libpq_url(url)).password
-    return unquote(password) if password else None
+    return unquote(password) if password else url_parameter(url, "password")
+
+
+def _parameters(url: str) -> list[tuple[str, str]]:
+    """The URL's query parameters as written (not decoded: libpq reads `+` as itself)."""
+    query = urlsplit(url).query
+    return [tuple(item.partition("=")[::2]) for item in query.split("&") if item]
+
+
+def url_parameter(url: str, name: str) -> str | None:
+    """The decoded value of a query parameter of the URL (the last one given), if any."""
+    values = [unquote(value) for key, value in _parameters(url) if key == name]
+    return values[-1] if values else None
+
+
+def with_parameters(url: str, values: dict[str, str], drop: tuple[str, ...] = ()) -> str:
+    """The URL with these query parameters set (replacing any given) and those in `drop` left
+    out; every value percent-encoded alike (`+` too, which SQLAlchemy would read as a space)."""
+    parts = urlsplit(url)
+    gone = {*values, *drop}
+    pairs = [(key, unquote(value)) for key, value in _parameters(url) if key not in gone]
+    pairs += values.items()
+    query = "&".join(f"{key}={quote(value, safe='/:@,')}" for key, value in pairs)
+    return urlunsplit(parts._replace(query=query))
+
+
+def session_url(url: str) -> str:
+    """The libpq URL every connection of the runbook uses: the target's (TLS parameters and all),
+    client_encoding UTF8 (the bytes COPY and the checksums send are UTF-8), and libpq's `options`
+    with SESSION_SETTINGS after the operator's own (the URL's `options`, else PGOPTIONS)."""
+    url = libpq_url(url)
+    given = url_parameter(url, "options")
+    given = os.environ.get("PGOPTIONS", "") if given is None else given
+    ours = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
+    return with_parameters(url, {"client_encoding": "UTF8", "options": f"{given} {ours}".strip()})
+
+
+def with_absolute_files(url: str, folder: Path) -> str:
+    """The URL with the files its parameters name (sslrootcert, …) made absolute from `folder`."""
+    relative = {}
+    for name in FILE_PARAMETERS:
+        value = url_parameter(url, name)
+        if value and value != "system" and not Path(value).expanduser().is_absolute():
+            relative[name] = str(folder / value)
+    return with_parameters(url, relative) if relative else url
 
 
 def libpq_url(url: str) -> str:
@@ -65,10 +129,10 @@ def libpq_url(url: str) -> str:
 
 
 def sqlalchemy_url(url: str) -> str:
-    """The URL for SQLAlchemy: psycopg 3 unless the URL names psycopg2 explicitly."""
-    if url.startswith("postgresql+psycopg2://"):
-        return url
-    return "postgresql+psycopg://" + libpq_url(url)[len("postgresql://") :]
+    """The URL for SQLAlchemy (the runbook's session settings added): psycopg 3 unless the URL
+    names psycopg2 explicitly."""
+    driver = "psycopg2" if url.startswith("postgresql+psycopg2://") else "psycopg"
+    return f"postgresql+{driver}://" + session_url(url)[len("postgresql://") :]
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -132,13 +196,15 @@ def resolve_target(url: str = "", env_var: str = "DATABASE_URL") -> Target:
                 f"environment variable {env_var} (or a .env file) instead",
             )
         libpq_url(url)
-        return Target(url, "external", "parameter")
+        return Target(with_absolute_files(url, Path.cwd()), "external", "parameter")
     if os.environ.get(env_var):
-        return Target(os.environ[env_var], "external", f"environment {env_var}")
+        url = with_absolute_files(os.environ[env_var], Path.cwd())
+        return Target(url, "external", f"environment {env_var}")
     for folder in dict.fromkeys([Path.cwd(), Path.cwd().parent, project_home()]):
         dotenv = folder / ".env"
         if dotenv.is_file() and read_dotenv(dotenv).get(env_var):
-            return Target(read_dotenv(dotenv)[env_var], "external", f"{env_var} in .env")
+            url = with_absolute_files(read_dotenv(dotenv)[env_var], folder)
+            return Target(url, "external", f"{env_var} in .env")
     return embedded_target()
 
 
@@ -175,26 +241,49 @@ def stop_embedded() -> bool:
 
 
 def connect(target: Target, **kwargs: object) -> psycopg.Connection:
-    """Open a psycopg 3 connection, turning driver errors into one masked, actionable sentence."""
+    """Open a psycopg 3 connection (`session_url`), turning driver errors into one masked,
+    actionable sentence."""
     try:
-        return psycopg.connect(libpq_url(target.url), **kwargs)
+        return psycopg.connect(session_url(target.url), **kwargs)
     except psycopg.OperationalError as exc:
         raise connection_error(target, exc) from None
 
 
+def current_schema(conn: psycopg.Connection) -> str:
+    """The schema the migration goes into: the session's current schema, the first schema of
+    the URL's search_path that exists (`check_ready` makes sure it is the one the URL names)."""
+    return conn.execute("SELECT current_schema()").fetchone()[0]
+
+
+def qualified(conn: psycopg.Connection, name: str) -> str:
+    """Table or index `name` in the current schema, quoted: never one of the same name found
+    further along the search_path."""
+    schema = current_schema(conn)
+    return '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+
+
+_CONNECTION_HINTS = [
+    ("Connection refused", "start the server or check host and port"),
+    ("password authentication failed", "check the user and password in the URL"),
+    ("does not exist", "create the database first (createdb) or fix its name in the URL"),
+    ("could not translate host name", "check the host name in the URL"),
+    ("timeout expired", "check that the host is reachable and the port is open"),
+    (
+        "unsupported startup parameter",
+        "connect to PostgreSQL itself, not through a connection pooler such as PgBouncer "
+        "(README: Production targets)",
+    ),
+]
+
+
 def connection_error(target: Target, exc: BaseException) -> RunbookError:
-    """A RunbookError explaining a failed connection, with the password masked."""
-    message = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
-    if target.password:
-        message = message.replace(target.password, "***")
-    hints = [
-        ("Connection refused", "start the server or check host and port"),
-        ("password authentication failed", "check the user and password in the URL"),
-        ("does not exist", "create the database first (createdb) or fix its name in the URL"),
-        ("could not translate host name", "check the host name in the URL"),
-        ("timeout expired", "check that the host is reachable and the port is open"),
-    ]
-    fix = next((hint for key, hint in hints if key in message), "check the target URL")
+    """A RunbookError explaining a failed connection, with the password masked; a TLS failure
+    says which check failed for which host (`tls.explain`)."""
+    message = mask_text(first_line(exc), target.password or "")
+    explained = tls.explain(libpq_url(target.url), target.display, message)
+    if explained:
+        return explained
+    fix = next((hint for key, hint in _CONNECTION_HINTS if key in message), "check the target URL")
     return RunbookError(f"cannot connect to {target.display}: {message}", fix=fix)
 
 
@@ -239,39 +328,6 @@ def drop_database(admin: Target, name: str) -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
         )
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-
-MINIMUM_SERVER = 120000  # PostgreSQL 12: generated identity, VALIDATE CONSTRAINT, COPY as used
-
-
-def check_ready(target: Target) -> str:
-    """Connect and check the target can take a migration: PostgreSQL 12 or newer, and a role
-    that may create schemas and tables. Returns the server version; one sentence otherwise."""
-    with (
-        translated(target, "checking the target", "run the same command again"),
-        connect(target) as conn,
-    ):
-        number = int(conn.execute("SHOW server_version_num").fetchone()[0])
-        version = "PostgreSQL " + conn.execute("SHOW server_version").fetchone()[0].split()[0]
-        role, on_db, on_public = conn.execute(
-            "SELECT current_user, has_database_privilege(current_database(), 'CREATE'), "
-            "has_schema_privilege('public', 'CREATE')"
-        ).fetchone()
-    if number < MINIMUM_SERVER:
-        raise RunbookError(
-            f"the target runs {version}, older than PostgreSQL 12, which the runbook needs",
-            where=target.display,
-            fix="migrate into PostgreSQL 12 or newer (the application uses 15)",
-        )
-    if not (on_db and on_public):
-        missing = "schema public" if on_db else "the database"
-        raise RunbookError(
-            f"permission denied: role {role} may not create objects in {missing}",
-            where=target.display,
-            fix=f"GRANT CREATE ON DATABASE and GRANT CREATE ON SCHEMA public TO {role}, "
-            "or connect as the database owner",
-        )
-    return version
 
 
 def server_version(target: Target) -> str:

@@ -13,7 +13,7 @@ import psycopg
 from runbook.core.errors import RunbookError
 from runbook.core.pool import on_connections
 from runbook.core.source import quote_ident
-from runbook.core.target import Target, connect
+from runbook.core.target import Target, connect, qualified
 
 INDEX_MEMORY = "256MB"  # maintenance_work_mem of the sessions that build indexes
 
@@ -24,7 +24,7 @@ def foreign_keys(conn: psycopg.Connection, tables: list[str]) -> list[dict[str, 
         """
         SELECT cl.relname, co.conname, pg_get_constraintdef(co.oid)
         FROM pg_constraint co JOIN pg_class cl ON cl.oid = co.conrelid
-        WHERE co.contype = 'f' AND cl.relnamespace = 'public'::regnamespace
+        WHERE co.contype = 'f' AND cl.relnamespace = current_schema()::regnamespace
           AND cl.relname = ANY(%s)
         ORDER BY cl.relname, co.conname
         """,
@@ -46,7 +46,7 @@ def secondary_indexes(conn: psycopg.Connection, tables: list[str]) -> list[dict[
         JOIN pg_class t ON t.oid = x.indrelid
         LEFT JOIN pg_constraint co
           ON co.conindid = x.indexrelid AND co.conrelid = x.indrelid AND co.contype IN ('u', 'x')
-        WHERE t.relnamespace = 'public'::regnamespace AND t.relname = ANY(%s)
+        WHERE t.relnamespace = current_schema()::regnamespace AND t.relname = ANY(%s)
           AND NOT x.indisprimary
         ORDER BY t.relname, i.relname
         """,
@@ -65,8 +65,9 @@ def present(
     names = {
         name
         for (name,) in conn.execute(
-            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
-            "UNION SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
+            "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
+            "UNION SELECT conname FROM pg_constraint "
+            "WHERE connamespace = current_schema()::regnamespace"
         )
     }
     return [f for f in fks if f["name"] in names], [i for i in indexes if i["name"] in names]
@@ -86,7 +87,7 @@ def drop(conn: psycopg.Connection, fks: list[dict], indexes: list[dict]) -> None
                 f"ALTER TABLE {quote_ident(index['table'])} "
                 f"DROP CONSTRAINT IF EXISTS {quote_ident(index['constraint'])}"
             )
-        conn.execute(f"DROP INDEX IF EXISTS public.{quote_ident(index['name'])}")
+        conn.execute(f"DROP INDEX IF EXISTS {qualified(conn, index['name'])}")
     conn.commit()
 
 
@@ -167,12 +168,11 @@ def set_sequences(conn: psycopg.Connection, tables: list[str]) -> list[dict[str,
     for table in tables:
         columns = conn.execute(
             """
-            SELECT a.attname, pg_get_serial_sequence(quote_ident(%s), a.attname)
+            SELECT a.attname, pg_get_serial_sequence(%s, a.attname)
             FROM pg_attribute a
-            WHERE a.attrelid = ('public.' || quote_ident(%s))::regclass AND a.attnum > 0
-              AND NOT a.attisdropped
+            WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
             """,
-            [table, table],
+            [qualified(conn, table)] * 2,
         ).fetchall()
         for column, sequence in columns:
             if not sequence:

@@ -1,6 +1,9 @@
-"""The runbook's own bookkeeping inside the target (schema `runbook`): which backup this target
-is being loaded from, and which key ranges of which tables are complete. It is what lets a
-re-run tell its own earlier work from data somebody else put there."""
+"""The runbook's own bookkeeping inside the target (tables `runbook_loads` and `runbook_ranges`
+beside the application's, in the schema the migration goes into, so a role that may create
+objects only there can keep it): which backup this target is being loaded from, and which key
+ranges of which tables are complete. It is what lets a re-run tell its own earlier work from
+data somebody else put there. Names are qualified by the session's current schema, so a table
+of the same name elsewhere on the search_path is never taken for it."""
 
 from __future__ import annotations
 
@@ -10,12 +13,11 @@ import psycopg
 
 from runbook.core.errors import RunbookError
 from runbook.core.source import quote_ident
-from runbook.core.target import Target, connect
+from runbook.core.target import Target, connect, current_schema
 
-LEDGER_SCHEMA = "runbook"
-DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {LEDGER_SCHEMA};
-CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA}.loads (
+LEDGER_TABLES = ("runbook_loads", "runbook_ranges")
+DDL = """
+CREATE TABLE IF NOT EXISTS {loads} (
     backup_sha256 text PRIMARY KEY,
     source_name text NOT NULL,
     schema_mode text NOT NULL,
@@ -25,8 +27,8 @@ CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA}.loads (
     status text NOT NULL DEFAULT 'schema',
     dropped jsonb
 );
-CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA}.ranges (
-    backup_sha256 text NOT NULL REFERENCES {LEDGER_SCHEMA}.loads ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS {ranges} (
+    backup_sha256 text NOT NULL REFERENCES {loads} ON DELETE CASCADE,
     table_name text NOT NULL,
     range_start bigint NOT NULL,
     range_end bigint NOT NULL,
@@ -40,32 +42,43 @@ CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA}.ranges (
 """
 
 
+def _tables(conn: psycopg.Connection) -> tuple[str, str]:
+    """The ledger's two tables, qualified: (loads, ranges)."""
+    schema = quote_ident(current_schema(conn))
+    return tuple(f"{schema}.{name}" for name in LEDGER_TABLES)  # type: ignore[return-value]
+
+
 def ensure(conn: psycopg.Connection) -> None:
-    """Create the ledger schema and tables if missing (idempotent)."""
-    conn.execute(DDL)
+    """Create the ledger's tables if missing (idempotent)."""
+    loads, ranges = _tables(conn)
+    conn.execute(DDL.format(loads=loads, ranges=ranges))
 
 
-def public_tables(conn: psycopg.Connection) -> dict[str, int]:
-    """Tables of the public schema with their exact row counts."""
+def schema_tables(conn: psycopg.Connection) -> dict[str, int]:
+    """Tables of the current schema with their exact row counts."""
+    schema = current_schema(conn)
     names = [
         name
         for (name,) in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", [schema]
         )
     ]
     return {
-        name: conn.execute(f"SELECT count(*) FROM public.{quote_ident(name)}").fetchone()[0]
+        name: conn.execute(
+            f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(name)}"
+        ).fetchone()[0]
         for name in names
     }
 
 
 def claimed(conn: psycopg.Connection) -> dict[str, Any] | None:
     """The load recorded in this target, if any: backup sha256, source, mode, tables."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{LEDGER_SCHEMA}.loads"])
+    loads, _ = _tables(conn)
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [loads])
     if not exists.fetchone()[0]:
         return None
     row = conn.execute(
-        f"SELECT backup_sha256, source_name, schema_mode, tables FROM {LEDGER_SCHEMA}.loads"
+        f"SELECT backup_sha256, source_name, schema_mode, tables FROM {loads}"
     ).fetchone()
     if row is None:
         return None
@@ -83,8 +96,9 @@ def require_ours_or_empty(
     what is there; return the earlier load of the same backup when the target holds one (so
     the run continues it)."""
     with connect(target) as conn:
-        present = public_tables(conn)
+        present = schema_tables(conn)
         earlier = claimed(conn)
+    allowed = (*allowed, *LEDGER_TABLES)
     ours = earlier is not None and earlier["backup_sha256"] == backup_sha256
     if earlier is not None and not ours:
         raise RunbookError(
@@ -121,7 +135,7 @@ def claim(
     with connect(target) as conn:
         ensure(conn)
         conn.execute(
-            f"INSERT INTO {LEDGER_SCHEMA}.loads (backup_sha256, source_name, schema_mode, tables) "
+            f"INSERT INTO {_tables(conn)[0]} (backup_sha256, source_name, schema_mode, tables) "
             "VALUES (%s, %s, %s, %s) ON CONFLICT (backup_sha256) DO NOTHING",
             [backup_sha256, source_name, mode, tables],
         )
@@ -136,7 +150,7 @@ def start_attempt(conn: psycopg.Connection, backup_sha256: str) -> int:
     """Count one more transfer attempt on this load and return its number."""
     ensure(conn)
     row = conn.execute(
-        f"UPDATE {LEDGER_SCHEMA}.loads SET attempts = attempts + 1, status = 'loading' "
+        f"UPDATE {_tables(conn)[0]} SET attempts = attempts + 1, status = 'loading' "
         "WHERE backup_sha256 = %s RETURNING attempts",
         [backup_sha256],
     ).fetchone()
@@ -153,7 +167,7 @@ def record_dropped(conn: psycopg.Connection, backup_sha256: str, dropped: dict) 
     """Keep the definitions of what the load drops (indexes, keys) in the target itself, so a
     re-run from any run folder can rebuild them."""
     conn.execute(
-        f"UPDATE {LEDGER_SCHEMA}.loads SET dropped = %s WHERE backup_sha256 = %s",
+        f"UPDATE {_tables(conn)[0]} SET dropped = %s WHERE backup_sha256 = %s",
         [psycopg.types.json.Jsonb(dropped), backup_sha256],
     )
     conn.commit()
@@ -162,13 +176,14 @@ def record_dropped(conn: psycopg.Connection, backup_sha256: str, dropped: dict) 
 def load_state(conn: psycopg.Connection, backup_sha256: str) -> dict[str, Any]:
     """Status, dropped definitions and ranges (planned or complete) of this backup's load."""
     ensure(conn)
+    loads, ranges_table = _tables(conn)
     row = conn.execute(
-        f"SELECT status, dropped, attempts FROM {LEDGER_SCHEMA}.loads WHERE backup_sha256 = %s",
+        f"SELECT status, dropped, attempts FROM {loads} WHERE backup_sha256 = %s",
         [backup_sha256],
     ).fetchone()
     ranges = conn.execute(
         f"SELECT table_name, range_start, range_end, rows, status, attempt "
-        f"FROM {LEDGER_SCHEMA}.ranges WHERE backup_sha256 = %s "
+        f"FROM {ranges_table} WHERE backup_sha256 = %s "
         "ORDER BY table_name, range_start",
         [backup_sha256],
     ).fetchall()
@@ -183,9 +198,10 @@ def load_state(conn: psycopg.Connection, backup_sha256: str) -> dict[str, Any]:
 
 def plan_ranges(conn: psycopg.Connection, backup_sha256: str, ranges: list[tuple]) -> None:
     """Record the ranges the load will consist of: (table, start, end, expected rows)."""
+    ranges_table = _tables(conn)[1]
     with conn.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO {LEDGER_SCHEMA}.ranges (backup_sha256, table_name, range_start, "
+            f"INSERT INTO {ranges_table} (backup_sha256, table_name, range_start, "
             "range_end, rows, attempt, status) VALUES (%s, %s, %s, %s, %s, 0, 'planned') "
             "ON CONFLICT DO NOTHING",
             [(backup_sha256, *r) for r in ranges],
@@ -193,16 +209,19 @@ def plan_ranges(conn: psycopg.Connection, backup_sha256: str, ranges: list[tuple
     conn.commit()
 
 
-COMPLETE_RANGE = (
-    f"UPDATE {LEDGER_SCHEMA}.ranges SET status = 'complete', rows = %s, attempt = %s, "
-    "loaded_at = now() WHERE backup_sha256 = %s AND table_name = %s AND range_start = %s"
-)
+def complete_range_sql(conn: psycopg.Connection) -> str:
+    """The statement a loader runs in the transaction that loads a range, marking it complete
+    (parameters: rows, attempt, backup sha256, table, range start)."""
+    return (
+        f"UPDATE {_tables(conn)[1]} SET status = 'complete', rows = %s, attempt = %s, "
+        "loaded_at = now() WHERE backup_sha256 = %s AND table_name = %s AND range_start = %s"
+    )
 
 
 def finish(conn: psycopg.Connection, backup_sha256: str) -> None:
     """The load is complete: indexes and keys are back."""
     conn.execute(
-        f"UPDATE {LEDGER_SCHEMA}.loads SET status = 'complete', dropped = NULL "
+        f"UPDATE {_tables(conn)[0]} SET status = 'complete', dropped = NULL "
         "WHERE backup_sha256 = %s",
         [backup_sha256],
     )

@@ -10,7 +10,7 @@ table, or a key range of a large one), on loader processes.
   text rendered by the conversion table (`plan.copy_line_sql`).
 - A table with more than SPLIT_ROWS rows and an integer primary key is split into key ranges,
   so one huge table does not serialize the load; each chunk is loaded in one transaction, which
-  also marks it complete in the target's ledger (`ledger.COMPLETE_RANGE`): a crash leaves every
+  also marks it complete in the target's ledger (`ledger.complete_range_sql`): a crash leaves every
   chunk wholly loaded and recorded, or neither.
 - Processes, not threads: SQLite stepping releases the GIL on every row, so loader threads
   slow each other down (measured: 2 threads 45 % slower than 1).
@@ -38,7 +38,7 @@ from runbook.columns.plan import ColumnPlan, copy_line_sql
 from runbook.columns.types import Wire
 from runbook.core.pool import on_connections
 from runbook.core.source import quote_ident
-from runbook.core.target import Target, libpq_url
+from runbook.core.target import Target, session_url
 from runbook.core.workers import in_processes
 
 FETCH_ROWS = 5_000  # rows per round trip from SQLite; memory stays flat whatever the table size
@@ -245,7 +245,8 @@ _LOADER: dict[str, Any] = {}
 
 
 def _loader_start(url: str, backup: str) -> None:
-    """Initializer of a loader process: its own SQLite reader and PostgreSQL connection."""
+    """Initializer of a loader process: its own SQLite reader and PostgreSQL connection (`url`:
+    the target's `session_url`, TLS parameters and session settings as every connection)."""
     _LOADER["source"] = open_source(backup)
     conn = psycopg.connect(url)
     register_dumpers(conn)
@@ -269,7 +270,7 @@ def _load_in_processes(
         [(chunk, chunk_job(chunk)) for chunk in chunks],
         workers,
         f"{__name__}:_loader_start",
-        (libpq_url(target.url), backup),
+        (session_url(target.url), backup),
         f"{__name__}:_loader_run",
         done,
     )

@@ -4,6 +4,7 @@ where no pg_dump fits the server), then drop only the tables this migration woul
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import warnings
@@ -13,16 +14,22 @@ from urllib.parse import urlsplit, urlunsplit
 
 from runbook.core.errors import RunbookError
 from runbook.core.run import RunFolder
-from runbook.core.source import quote_ident
-from runbook.core.target import Target, connect, mask_text
-from runbook.engine.ledger import LEDGER_SCHEMA, public_tables
+from runbook.core.target import (
+    Target,
+    connect,
+    mask_text,
+    qualified,
+    session_url,
+    with_parameters,
+)
+from runbook.engine.ledger import LEDGER_TABLES, schema_tables
 
 DUMP_NAME = "target-before.dump"
 EXPORT_FOLDER = "target-before"
 
 
-def _pg_dump_for(server_major: int) -> str | None:
-    """A pg_dump at least as new as the server (pg_dump refuses newer servers)."""
+def _pg_dumps() -> list[str]:
+    """The pg_dump programs at hand: the embedded server's, then the system's."""
     candidates = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -34,35 +41,62 @@ def _pg_dump_for(server_major: int) -> str | None:
             pass
     if shutil.which("pg_dump"):
         candidates.append(shutil.which("pg_dump"))
-    for path in candidates:
+    return candidates
+
+
+def _speaks_tls(pg_dump: str) -> bool:
+    """Whether this pg_dump's libpq was built with TLS (the embedded server's is not): asked to
+    require TLS on a socket that does not exist, one without says so before connecting."""
+    try:
+        out = subprocess.run(
+            [pg_dump, "--schema-only", "--dbname=host=/nonexistent-runbook-probe sslmode=require"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except OSError:
+        return False
+    return "not compiled in" not in out.stderr
+
+
+def _pg_dump_for(server_major: int, tls: bool) -> str | None:
+    """A pg_dump at least as new as the server (pg_dump refuses newer servers) and, for a target
+    reached over TLS, one that speaks TLS (sslmode is honoured; a dump never goes in clear)."""
+    for path in _pg_dumps():
         try:
             out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20)
         except OSError:
             continue
-        version = out.stdout.split()[-1] if out.stdout else "0"
-        if int(version.split(".")[0]) >= server_major:
+        version = re.search(r"\(PostgreSQL\) (\d+)", out.stdout)
+        if version and int(version.group(1)) >= server_major and (not tls or _speaks_tls(path)):
             return path
     return None
 
 
 def _url_without_password(target: Target) -> tuple[str, dict[str, str]]:
-    parts = urlsplit(target.url.replace("postgresql+psycopg2://", "postgresql://"))
-    parts = parts._replace(scheme="postgresql")
+    """pg_dump's URL (the session URL: TLS parameters and session settings) without the
+    password, which goes in PGPASSWORD: never on the command line (visible in ps)."""
+    url = with_parameters(session_url(target.url), {}, drop=("password",))
+    parts = urlsplit(url)
     env = dict(os.environ)
     if target.password:
         host = parts.netloc.rpartition("@")[2]
         user = parts.username or ""
         parts = parts._replace(netloc=f"{user}@{host}" if user else host)
-        env["PGPASSWORD"] = target.password  # never on the command line (visible in ps)
+        env["PGPASSWORD"] = target.password
     return urlunsplit(parts), env
 
 
 def save_target(run: RunFolder, target: Target) -> dict[str, Any]:
-    """Keep a restorable copy of everything the target holds before it is replaced."""
+    """Keep a restorable copy of everything the target holds before it is replaced: pg_dump, or
+    a COPY export of each table where no pg_dump fits (too old, or without TLS for a target
+    reached over TLS)."""
     with connect(target) as conn:
         major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
-        tables = public_tables(conn)
-    pg_dump = _pg_dump_for(major)
+        tls = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        tls = bool(tls.fetchone()[0])
+        tables = schema_tables(conn)
+    pg_dump = _pg_dump_for(major, tls)
     if pg_dump:
         url, env = _url_without_password(target)
         out = run.path / DUMP_NAME
@@ -87,7 +121,7 @@ def save_target(run: RunFolder, target: Target) -> dict[str, Any]:
         for name in tables:
             with (
                 (folder / f"{name}.copy").open("wb") as handle,
-                conn.cursor().copy(f"COPY public.{quote_ident(name)} TO STDOUT") as copy,
+                conn.cursor().copy(f"COPY {qualified(conn, name)} TO STDOUT") as copy,
             ):
                 for block in copy:
                     handle.write(block)
@@ -95,15 +129,17 @@ def save_target(run: RunFolder, target: Target) -> dict[str, Any]:
 
 
 def drop_application_tables(target: Target, tables: list[str]) -> list[str]:
-    """Drop the tables this migration creates (and its own bookkeeping), nothing else."""
+    """Drop the tables this migration creates (and its own bookkeeping) from the schema it goes
+    into, nothing else."""
     dropped = []
     with connect(target) as conn:
-        present = public_tables(conn)
+        present = schema_tables(conn)
         for name in [*tables, "alembic_version"]:
             if name in present:
-                conn.execute(f"DROP TABLE public.{quote_ident(name)} CASCADE")
+                conn.execute(f"DROP TABLE {qualified(conn, name)} CASCADE")
                 dropped.append(name)
-        conn.execute(f"DROP SCHEMA IF EXISTS {LEDGER_SCHEMA} CASCADE")
+        for name in reversed(LEDGER_TABLES):
+            conn.execute(f"DROP TABLE IF EXISTS {qualified(conn, name)}")
         conn.commit()
     return dropped
 

@@ -89,6 +89,7 @@ def write_manifest(
     target_display: str,
     server: str,
     steps: list[dict[str, Any]],
+    target_session: dict[str, Any] | None = None,
     started_at: str,
     html_view: str = "full",
 ) -> dict[str, Any]:
@@ -112,6 +113,8 @@ def write_manifest(
         "parameters": parameters,
         "target": target_display,
         "target_server": server,
+        # TLS (protocol, cipher), the role's attributes, the schema, the session settings
+        "target_session": target_session or earlier.get("target_session"),
         "versions": versions(),
         "git_commit": git_commit(),
         "source_sha256": (

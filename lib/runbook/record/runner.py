@@ -13,9 +13,10 @@ from typing import Any
 
 from runbook.core.errors import RunbookError
 from runbook.core.parameters import RunParameters
+from runbook.core.readiness import check_ready
 from runbook.core.run import notebook_name
 from runbook.core.source import check_file
-from runbook.core.target import PROJECT_ROOT, check_ready, mask_text, read_dotenv, resolve_target
+from runbook.core.target import PROJECT_ROOT, mask_text, read_dotenv, resolve_target
 from runbook.record.index import INDEX, write_index
 from runbook.record.manifest import write_manifest
 
@@ -166,8 +167,11 @@ def run_steps(
     target = resolve_target("", parameters.database_url_env)
     if target.kind == "embedded":  # let the kernels find the same server and database
         os.environ.setdefault("RUNBOOK_EMBEDDED_DATABASE", target.database)
+    else:  # the kernels run in notebooks/: the URL they get names its files by absolute paths
+        os.environ[parameters.database_url_env] = target.url
     secrets = (target.password or "",)
-    server = check_ready(target)  # fails here, before step 01, when the target is wrong
+    ready = check_ready(target)  # fails here, before step 01, when the target is wrong
+    server = ready.version
     require_declared(steps, parameters)
     if "backup" in steps:
         check_file(parameters.source_db)
@@ -189,6 +193,7 @@ def run_steps(
         parameters=parameters.as_dict(),
         target_display=target.display,
         server=server,
+        target_session=ready.record(),
         steps=records,
         started_at=started,
         html_view="report" if report else "full",

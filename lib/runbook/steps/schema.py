@@ -15,11 +15,17 @@ from runbook.columns.plan import ColumnPlan
 from runbook.core import source as sqlite_source
 from runbook.core.errors import RunbookError
 from runbook.core.run import RunFolder
-from runbook.core.target import Target, connect, connection_error, sqlalchemy_url, translated
+from runbook.core.target import (
+    Target,
+    connect,
+    connection_error,
+    current_schema,
+    qualified,
+    sqlalchemy_url,
+    translated,
+)
 from runbook.engine import ledger, replace
 from runbook.engine.preflight import scan
-
-TARGET_SCHEMA = "public"
 
 
 def alembic_head() -> str:
@@ -41,10 +47,11 @@ def require_known_revision(target: Target) -> None:
     from alembic.script import ScriptDirectory
 
     with connect(target) as conn:
-        exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL")
+        table = qualified(conn, "alembic_version")
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
         if not exists.fetchone()[0]:
             return
-        current = [r for (r,) in conn.execute("SELECT version_num FROM public.alembic_version")]
+        current = [r for (r,) in conn.execute(f"SELECT version_num FROM {table}")]
     known = {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     unknown = [r for r in current if r not in known]
     if unknown:
@@ -74,11 +81,13 @@ def upgrade(target: Target) -> dict[str, Any]:
     except sa.exc.ProgrammingError as exc:
         if "permission denied" not in str(exc.orig):
             raise
+        with connect(target) as conn:
+            schema = current_schema(conn)
         raise RunbookError(
             f"the target role may not create the schema: {str(exc.orig).splitlines()[0]}",
             where=target.display,
-            fix="grant it CREATE on schema public (GRANT CREATE ON SCHEMA public TO <role>) "
-            "or connect as the database owner",
+            fix=f"grant it USAGE and CREATE on schema {schema} (GRANT USAGE, CREATE ON SCHEMA "
+            f"{schema} TO <role>), or connect as the database owner",
         ) from None
     finally:
         engine.dispose()
@@ -92,12 +101,13 @@ def target_columns(target: Target) -> dict[str, dict[str, tuple[str, bool]]]:
         FROM pg_attribute a
         JOIN pg_class c ON c.oid = a.attrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = %s AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE n.nspname = current_schema() AND c.relkind = 'r' AND a.attnum > 0
+          AND NOT a.attisdropped
         ORDER BY c.relname, a.attnum
     """
     columns: dict[str, dict[str, tuple[str, bool]]] = {}
     with connect(target) as conn:
-        for table, column, type_text, nullable in conn.execute(query, [TARGET_SCHEMA]):
+        for table, column, type_text, nullable in conn.execute(query):
             columns.setdefault(table, {})[column] = (type_text, nullable)
     return columns
 

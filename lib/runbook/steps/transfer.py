@@ -39,7 +39,7 @@ from runbook.engine.rejects import write_ledger
 
 RESUME = (
     "fix the cause and run the same command again: it continues from the key ranges already "
-    "loaded (recorded in the target's runbook schema) and restores the indexes and keys "
+    "loaded (recorded in the target's runbook_ranges table) and restores the indexes and keys "
     "dropped for the load"
 )
 
@@ -174,9 +174,9 @@ def _prepare(run, target, source, tables, rejected, sha, workers) -> _Prepared:
         loading = {"status": "loading", "dropped_foreign_keys": fks, "dropped_indexes": indexes}
         run.write("transfer", loading)
         constraints.drop(conn, *dropping)
+        complete = ledger.complete_range_sql(conn)
     marked = [
-        replace(c, record=(ledger.COMPLETE_RANGE, (attempt, sha, c.table.name, c.span[0])))
-        for c in chunks
+        replace(c, record=(complete, (attempt, sha, c.table.name, c.span[0]))) for c in chunks
     ]
     marked.sort(key=lambda c: -c.rows)  # the largest first: a short tail
     return _Prepared(attempt, marked, fks, indexes, in_place)

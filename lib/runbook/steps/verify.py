@@ -27,7 +27,7 @@ def foreign_keys(target: Target, expected: list[dict[str, str]]) -> list[dict[st
             name: validated
             for name, validated in conn.execute(
                 "SELECT conname, convalidated FROM pg_constraint "
-                "WHERE contype = 'f' AND connamespace = 'public'::regnamespace"
+                "WHERE contype = 'f' AND connamespace = current_schema()::regnamespace"
             )
         }
     return [
