@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 from pathlib import Path
@@ -244,15 +245,28 @@ def test_a_pooler_that_drops_the_session_settings_silently_is_refused_too(pooled
         quiet.close()
 
 
+def readme_grants(database: str, role: str) -> list[str]:
+    """The GRANTs the README's Production targets section gives a role that is not the owner,
+    for this database and role (schema coldchain)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Production targets", 1)[1].split("```sql", 1)[1].split("```")[0]
+    grants = [line.strip() for line in block.splitlines() if line.startswith("GRANT")]
+    assert len(grants) == 2, block
+    return [
+        re.sub(r"\bmigrator\b", role, re.sub(r"\bcoldchain_db\b", database, grant))
+        for grant in grants
+    ]
+
+
 def test_a_role_granted_only_a_schema_migrates_into_it(scram_server, source: Path, tmp_path):
-    """The least-privilege role of the README: CONNECT on the database, USAGE and CREATE on the
-    schema `coldchain` (owned by the application's role), nothing else; the URL's options put
-    coldchain first on the search_path. Every table, sequence and the runbook's own ledger land
-    there, none in public. Its statement and idle-in-transaction timeouts are 1 ms: the
-    runbook's sessions set their own."""
+    """The least-privilege role of the README with exactly its GRANTs (CONNECT on the database,
+    USAGE and CREATE on schema `coldchain`, owned by the application's role; PUBLIC's rights
+    revoked); the URL's options put coldchain first on the search_path. Every table, sequence
+    and the runbook's own ledger land there, none in public. The role's statement and
+    idle-in-transaction timeouts are 1 ms: the runbook's sessions set their own."""
     suffix = secrets.token_hex(3)
     owner, migrator, database = f"owner_{suffix}", f"migrator_{suffix}", f"schema_{suffix}"
-    _, owner_url = owned_database(scram_server, database, owner)
+    owned_database(scram_server, database, owner)
     password = f"pw-{secrets.token_hex(8)}"
     with connect(scram_server.target(database), autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {migrator} LOGIN PASSWORD '{password}'")
@@ -261,9 +275,8 @@ def test_a_role_granted_only_a_schema_migrates_into_it(scram_server, source: Pat
         conn.execute(f"REVOKE ALL ON DATABASE {database} FROM PUBLIC")
         conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
         conn.execute(f"CREATE SCHEMA coldchain AUTHORIZATION {owner}")
-        # the README's GRANTs, exactly
-        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO {migrator}")
-        conn.execute(f"GRANT USAGE, CREATE ON SCHEMA coldchain TO {migrator}")
+        for grant in readme_grants(database, migrator):
+            conn.execute(grant)
     url = scram_server.url(database, migrator, password) + "?options=-csearch_path%3Dcoldchain"
     done = runbook(
         "run", str(source), "--run-dir", str(tmp_path / "run"), env={"DATABASE_URL": url}

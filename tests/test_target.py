@@ -11,7 +11,9 @@ from runbook.core.target import (
     mask_text,
     mask_url,
     resolve_target,
+    session_url,
     sqlalchemy_url,
+    url_parameter,
     url_password,
 )
 
@@ -31,6 +33,53 @@ def secret_url(password: str, rest: str = "db/x", scheme: str = "postgresql") ->
 )
 def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_a_password_given_as_a_url_parameter_is_masked_read_and_refused_as_a_parameter() -> None:
+    url = "postgresql://app@db/x?sslmode=require&password=" + "pa%26ss" + "&sslpassword=" + "k3y"
+    assert mask_url(url) == "postgresql://app@db/x?sslmode=require&password=***&sslpassword=***"
+    masked = mask_text(f"could not connect to {url}")
+    assert "pa%26ss" not in masked and "k3y" not in masked
+    assert url_password(url) == "pa&ss"
+    with pytest.raises(RunbookError) as error:
+        resolve_target(url)
+    assert "carries a password" in str(error.value) and "pa&ss" not in str(error.value)
+
+
+def test_every_connection_asks_the_runbooks_session_settings_after_the_operators_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "postgresql+psycopg2://app@db/x?options=-csearch_path%3Dcoldchain&sslrootcert=/a+b.pem"
+    options = url_parameter(session_url(url), "options")
+    assert options.startswith("-csearch_path=coldchain -c statement_timeout=0 ")
+    assert "-c idle_in_transaction_session_timeout=0" in options
+    assert url_parameter(session_url(url), "client_encoding") == "UTF8"
+    assert url_parameter(session_url(url), "sslrootcert") == "/a+b.pem"  # libpq reads + as +
+    monkeypatch.setenv("PGOPTIONS", "-csearch_path=from_env")  # used when the URL sets none
+    assert url_parameter(session_url("postgresql://app@db/x"), "options").startswith(
+        "-csearch_path=from_env -c statement_timeout=0"
+    )
+
+
+def test_sqlalchemy_reads_the_session_url_as_libpq_does() -> None:
+    import sqlalchemy as sa
+
+    url = "postgresql://app@db/x?sslrootcert=/certs/a+b.pem&options=-csearch_path%3Dcoldchain"
+    query = sa.engine.make_url(sqlalchemy_url(url)).query
+    assert query["sslrootcert"] == "/certs/a+b.pem"  # SQLAlchemy reads a bare + as a space
+    assert query["options"].startswith("-csearch_path=coldchain -c statement_timeout=0")
+
+
+def test_files_the_url_names_are_made_absolute_where_it_is_resolved(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MY_DB", "postgresql://app@db/x?sslmode=verify-full&sslrootcert=ca/r.crt")
+    found = resolve_target("", "MY_DB")
+    assert url_parameter(found.url, "sslrootcert") == str(tmp_path / "ca" / "r.crt")
+    assert url_parameter(found.url, "sslmode") == "verify-full"
+    monkeypatch.setenv("MY_DB", "postgresql://app@db/x?sslrootcert=system")
+    assert url_parameter(resolve_target("", "MY_DB").url, "sslrootcert") == "system"
 
 
 def test_mask_text_masks_urls_inside_messages_and_named_secrets() -> None:
