@@ -44,8 +44,9 @@ SELECT current_setting('server_version_num')::int AS number,
        has_schema_privilege(current_schema(), 'CREATE') AS may_create,
        has_schema_privilege(current_schema(), 'USAGE') AS may_use,
        s.ssl, s.version AS tls_protocol, s.cipher AS tls_cipher, s.bits AS tls_bits
-FROM pg_database d, pg_roles r, pg_stat_ssl s
-WHERE d.datname = current_database() AND r.rolname = current_user AND s.pid = pg_backend_pid()
+FROM pg_database d JOIN pg_roles r ON r.rolname = current_user
+LEFT JOIN pg_stat_ssl s ON s.pid = pg_backend_pid()
+WHERE d.datname = current_database()
 """
 
 
@@ -84,6 +85,7 @@ def check_ready(target: Target) -> Readiness:
         facts = conn.execute(_FACTS, [_MARKER]).fetchone()
         if facts["marker"] != SESSION_SETTINGS[_MARKER]:
             raise _pooler(target, conn)
+        in_effect = {o.keyword.decode(): (o.val or b"").decode() for o in conn.pgconn.info}
     version = "PostgreSQL " + facts["version"].split()[0]
     if facts["number"] < MINIMUM_SERVER:
         raise RunbookError(
@@ -93,12 +95,13 @@ def check_ready(target: Target) -> Readiness:
         )
     _require_utf8(target, facts)
     _require_schema(target, facts)
-    return Readiness(version, facts["schema"], _tls(target, facts), _role(facts))
+    return Readiness(version, facts["schema"], _tls(in_effect, facts), _role(facts))
 
 
-def _tls(target: Target, facts: dict[str, Any]) -> dict[str, Any]:
-    """The session's TLS as the server reports it (pg_stat_ssl), and what sslmode checked."""
-    mode = url_parameter(libpq_url(target.url), "sslmode") or "prefer (libpq's default)"
+def _tls(in_effect: dict[str, str], facts: dict[str, Any]) -> dict[str, Any]:
+    """The session's TLS as the server reports it (pg_stat_ssl), and what the sslmode in effect
+    (the URL's, PGSSLMODE's or libpq's default) had checked."""
+    mode = in_effect.get("sslmode") or "prefer"
     checked = {"verify-full": "CA and host name", "verify-ca": "CA only"}.get(mode, "not checked")
     if not facts["ssl"]:
         return {"used": False, "sslmode": mode}

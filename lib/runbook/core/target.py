@@ -22,6 +22,7 @@ import psycopg
 
 from runbook.core import tls
 from runbook.core.errors import RunbookError, WorkerError, first_line
+from runbook.core.source import quote_ident
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 EMBEDDED_DATABASE = "coldchain"
@@ -258,8 +259,7 @@ def current_schema(conn: psycopg.Connection) -> str:
 def qualified(conn: psycopg.Connection, name: str) -> str:
     """Table or index `name` in the current schema, quoted: never one of the same name found
     further along the search_path."""
-    schema = current_schema(conn)
-    return '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+    return f"{quote_ident(current_schema(conn))}.{quote_ident(name)}"
 
 
 _CONNECTION_HINTS = [

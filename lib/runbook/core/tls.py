@@ -5,6 +5,7 @@ the chain; the reason is found by repeating the handshake with Python's ssl modu
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import ssl
@@ -103,11 +104,20 @@ def _unencrypted(message: str, host: str, mode: str, display: str) -> RunbookErr
     return None
 
 
+_ENVIRONMENT = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT"}
+_ENVIRONMENT |= {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT"}
+
+
 def _params(url: str) -> dict[str, str]:
+    """The URL's connection parameters, and those libpq takes from the environment otherwise."""
     try:
-        return {k: v for k, v in conninfo_to_dict(url).items() if isinstance(v, str)}
+        params = {k: v for k, v in conninfo_to_dict(url).items() if isinstance(v, str)}
     except Exception:  # noqa: BLE001 - a URL libpq cannot parse has no TLS parameters to explain
-        return {}
+        params = {}
+    for name, variable in _ENVIRONMENT.items():
+        if not params.get(name) and os.environ.get(variable):
+            params[name] = os.environ[variable]
+    return params
 
 
 def chain_failure(params: dict[str, str], timeout: float = 10.0) -> str | None:

@@ -59,7 +59,7 @@ def _speaks_tls(pg_dump: str) -> bool:
     return "not compiled in" not in out.stderr
 
 
-def _pg_dump_for(server_major: int, tls: bool) -> str | None:
+def _pg_dump_for(server_major: int, tls: bool = False) -> str | None:
     """A pg_dump at least as new as the server (pg_dump refuses newer servers) and, for a target
     reached over TLS, one that speaks TLS (sslmode is honoured; a dump never goes in clear)."""
     for path in _pg_dumps():
