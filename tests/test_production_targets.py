@@ -23,6 +23,7 @@ from fingerprint import fingerprint
 from test_resume import command, kill_tree, load_status, planned_ranges, wait_for_loading
 from test_resume import wait_for_ranges as wait_for_complete_ranges
 from throwaway_server import (
+    Certificates,
     ThrowawayPgBouncer,
     ThrowawayServer,
     make_ca,
@@ -34,7 +35,7 @@ from coldchain.models import Base
 from coldchain.sample import generate
 from runbook.core.errors import RunbookError
 from runbook.core.readiness import check_ready
-from runbook.core.target import Target, connect
+from runbook.core.target import Target, connect, sqlalchemy_url
 
 pytestmark = pytest.mark.e2e
 SCALE = 0.002
@@ -169,6 +170,26 @@ def test_a_certificate_that_does_not_verify_is_refused_before_step_01(
     assert fingerprint(good) == before
 
 
+def test_an_expired_certificate_is_named_as_such(tls) -> None:
+    """libpq says only "certificate verify failed"; the sentence says which check: the date."""
+    _, folder = tls
+    ca = folder / "ca"
+    expired = Certificates(ca / "ca.crt", ca / "expired.crt", ca / "server.key")
+    server = ThrowawayServer(system_server_binaries(), tls=expired)
+    try:
+        with pytest.raises(RunbookError) as refused:
+            check_ready(server.target())
+        message = str(refused.value)
+        expected = (
+            "TLS certificate check failed for host localhost: the server's certificate has "
+            "expired (sslmode=verify-full)"
+        )
+        assert expected in message, message
+        assert "must renew its certificate" in message and server.password not in message
+    finally:
+        server.close()
+
+
 def test_sslmode_require_and_verify_ca_are_honoured_and_recorded(tls) -> None:
     server, _ = tls
     url = server.target().url
@@ -179,6 +200,24 @@ def test_sslmode_require_and_verify_ca_are_honoured_and_recorded(tls) -> None:
         assert ready.tls["used"] and ready.tls["sslmode"] == mode
         assert ready.tls["server certificate"] == checked
         assert ready.role["superuser"]
+
+
+def test_psycopg2_through_sqlalchemy_honours_tls_and_the_session_settings(tls) -> None:
+    """The application's driver (a postgresql+psycopg2:// URL, as Alembic and a smoke test use
+    it) gets the same URL parameters: verify-full TLS, statement_timeout off."""
+    import sqlalchemy as sa
+
+    server, _ = tls
+    url = "postgresql+psycopg2://" + server.target().url.split("://", 1)[1]
+    engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            assert conn.dialect.driver == "psycopg2"
+            used = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            assert conn.execute(sa.text(used)).scalar() is True
+            assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "0"  # server: 5s
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -150,7 +150,8 @@ def make_ca(folder: Path, name: str = "ca") -> Path:
 
 
 def make_certificates(folder: Path, host: str = "localhost") -> Certificates:
-    """A throwaway CA and a server certificate for `host` (its only subject alternative name)."""
+    """A throwaway CA and a server certificate for `host` (its only subject alternative name),
+    valid two days; an expired one beside it (expired.crt, same key, valid for a day in 2020)."""
     ca = make_ca(folder)
     (folder / "san.ext").write_text(f"subjectAltName=DNS:{host}\n")
     _openssl(
@@ -160,6 +161,18 @@ def make_certificates(folder: Path, host: str = "localhost") -> Certificates:
     _openssl(
         folder, "x509", "-req", "-in", "server.csr", "-CA", ca.name, "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext",
+    )  # fmt: skip
+    # `openssl x509` takes no start date: `openssl ca` with a minimal configuration does
+    (folder / "index.txt").write_text("")
+    (folder / "ca.cnf").write_text(
+        "[ca]\ndefault_ca = throwaway\n[throwaway]\ndatabase = index.txt\n"
+        "new_certs_dir = .\nserial = ca.srl\ndefault_md = sha256\npolicy = any\n"
+        "[any]\ncommonName = supplied\n"
+    )
+    _openssl(
+        folder, "ca", "-batch", "-config", "ca.cnf", "-cert", ca.name, "-keyfile", "ca.key",
+        "-in", "server.csr", "-out", "expired.crt", "-notext", "-extfile", "san.ext",
+        "-startdate", "20200101000000Z", "-enddate", "20200102000000Z",
     )  # fmt: skip
     return Certificates(ca, folder / "server.crt", folder / "server.key")
 

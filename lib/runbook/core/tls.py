@@ -38,7 +38,7 @@ _RIGHT_CA = (
     "the intended server; do not lower sslmode to get past this"
 )
 _MISMATCH = re.compile(
-    r'server certificate for "([^"]+)"(?: \(and (\d+) other names?\))? does not match host name'
+    r'server certificate for "([^"]+)"( \(and \d+ other names?\))? does not match host name'
 )
 _NO_ROOT = re.compile(r'root certificate file "([^"]*)" does not exist')
 
@@ -63,10 +63,10 @@ def explain(url: str, display: str, message: str) -> RunbookError | None:
             else _RIGHT_CA,
         )
     if mismatch := _MISMATCH.search(message):
-        others = f" (and {mismatch.group(2)} other names)" if mismatch.group(2) else ""
         return RunbookError(
             f"TLS host name check failed for host {host}: the server's certificate is issued "
-            f"for {mismatch.group(1)}{others}, not for {host}; nothing was written",
+            f"for {mismatch.group(1)}{mismatch.group(2) or ''}, not for {host}; nothing was "
+            "written",
             where=display,
             fix=f"put the host name the certificate names (e.g. {mismatch.group(1)}) in the URL "
             f"instead of {host}, or ask the administrator for a certificate that names {host}",
