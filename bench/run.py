@@ -39,6 +39,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
+from cutover import bench_cutover  # noqa: E402
+
 from runbook.core import source as sqlite_source  # noqa: E402
 from runbook.core.run import RunFolder  # noqa: E402
 from runbook.core.source import quote_ident  # noqa: E402
@@ -364,6 +366,29 @@ def markdown(result: dict) -> str:
                 f"{r['rows_per_second']:,} | {r['vs_copy_build'] or '–'} | "
                 f"{r['vs_pgloader'] or '–'} | {r['peak_rss_mib']:.0f} |"
             )
+    return "\n".join(lines) + cutover_markdown(result)
+
+
+def cutover_markdown(result: dict) -> str:
+    """The cutover's table: the bulk run while the application writes, against the window."""
+    measured = {s: e["cutover"] for s, e in result["scales"].items() if e.get("cutover")}
+    if not measured:
+        return ""
+    lines = [
+        "",
+        "",
+        "| scale | bulk run while writing s | rows changed | sync s | cutover command s | "
+        "freeze window s | window / bulk | forecast s | independent check |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for scale, c in measured.items():
+        lines.append(
+            f"| {scale} | {c['bulk']['seconds']:.1f} | {c['cutover']['changes']:,} "
+            f"({c['rows_changed_share']:.0%}) | {c['sync']['seconds']:.1f} | "
+            f"{c['cutover']['command_seconds']:.1f} | {c['cutover']['window_seconds']:.1f} | "
+            f"{c['window_share_of_bulk']:.1%} | {c['forecast_catch_up_seconds']:.1f} | "
+            f"{c['independent_check']} |"
+        )
     return "\n".join(lines)
 
 
@@ -405,7 +430,9 @@ def main() -> int:
     parser.add_argument("--url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--workers", type=int, default=0, help="0: the transfer's default")
     parser.add_argument(
-        "--methods", default="copy,pgloader,ours,run", help="run: the whole `runbook run`"
+        "--methods",
+        default="copy,pgloader,ours,run,cutover",
+        help="run: the whole `runbook run`; cutover: bulk run while writing, sync, cutover",
     )
     default_data = Path(tempfile.gettempdir()) / "runbook-bench"
     parser.add_argument("--data-dir", type=Path, default=default_data)
@@ -481,6 +508,10 @@ def main() -> int:
             if "run" in methods:
                 print(f"scale {scale}: runbook run, four notebooks{label} …", flush=True)
                 runs["run"].append(bench_whole_run(sample, work, admin))
+            if "cutover" in methods and attempt == 0:
+                print(f"scale {scale}: bulk run while writing, sync, cutover …", flush=True)
+                target = fresh(admin, "bench_cutover")
+                entry["cutover"] = bench_cutover(sample, work / "cutover", target.url, ROOT / "lib")
         # the machine may be shared: of repeated runs, each method's fastest is kept (its
         # peak memory is the largest seen); every run is in "runs"
         if runs["copy"]:
@@ -502,7 +533,7 @@ def main() -> int:
             entry["run"]["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs["run"])
         entry["runs"] = runs
         result["scales"][scale] = entry
-        for name in ("bench_copy", "bench_pgloader", "bench_ours", "bench_run"):
+        for name in ("bench_copy", "bench_pgloader", "bench_ours", "bench_run", "bench_cutover"):
             drop_database(admin, name)
         print(markdown({**result, "scales": {scale: entry}}), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import nbformat
 import papermill
 
 from runbook.core import parameters
-from runbook.record.reference import reference_environment
+from runbook.record.reference import reference_environment, reference_traffic
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 IGNORE = ["nbval-ignore-output"]  # cells whose output varies by run (timings, progress bars)
@@ -195,6 +195,88 @@ matches), no rows differ, every check passed, and the verdict on the last line i
         ("code", "show.load_attempts(result)", []),
         ("code", "session.verdict(step, verify.raise_on_fail(result))", []),
     ],
+    "05_cutover": [
+        (
+            "markdown",
+            """# 05 · Cutover: catch up, prove, switch, with the application stopped
+
+The bulk run (01–04) copied and verified a snapshot while the application kept running;
+`runbook sync` carried its changes over since then. Now the application is stopped, and the
+**freeze window** runs from that moment to the PASS below: this notebook checks that nobody
+writes to the source any more, applies the last changes in one transaction, proves that the
+target equals the final snapshot at the cost of the changes (every row changed since the bulk
+run compared on both engines; the rest unchanged on both sides), and runs the application's own
+smoke test through psycopg2. Then it prints the application's new `DATABASE_URL` line.
+
+After the window, with the application already on PostgreSQL, the second half of the guide: the
+post-migration report and the first PostgreSQL backup with a restore drill.
+
+**Check before switching the application over:** the quiet check passed, every changed row
+matches, the smoke test passed, and the line after it says PASS.""",
+            [],
+        ),
+        parameters_cell("cutover"),
+        (
+            "code",
+            "from runbook.core import session\n"
+            "from runbook.record import charts, show\n"
+            "from runbook.steps import cutover\n"
+            "\n" + BEGIN.format(step="cutover") + "\n"
+            "cut = cutover.begin(step.run, bulk_run_dir, step.source, step.target, stopped_at)",
+            IGNORE,
+        ),
+        (
+            "code",
+            "# (a) the application has stopped: no write transaction, nothing committed lately\n"
+            "show.facts(cutover.require_stopped(cut, write_wait_seconds, quiet_seconds))",
+            IGNORE,
+        ),
+        (
+            "code",
+            "# (b) the last catch-up, in one transaction\n"
+            "record = cutover.final_sync(cut, on_bad_rows)\n"
+            "show.sync_changes(record)",
+            [],
+        ),
+        ("code", "charts.changes_chart(record)", []),
+        (
+            "code",
+            "# (c) the target equals the final snapshot\n"
+            "checked = cutover.verify_final(cut, record, workers)\n"
+            "show.facts(checked)",
+            IGNORE,
+        ),
+        (
+            "code",
+            "# (d) the application's smoke test (psycopg2, rolled back)\n"
+            "smoke = cutover.smoke_test(cut)\n"
+            "show.facts({k: v for k, v in smoke.items() if k != 'seconds'})",
+            [],
+        ),
+        (
+            "code",
+            "# (e) the application's new setting (fill in the password)\n"
+            "print(cutover.switch_line(cut))",
+            [],
+        ),
+        ("code", "# (f) the freeze window ends here\nprint(cutover.close_window(cut))", []),
+        (
+            "markdown",
+            """## After the window: the post-migration report and the first backup
+
+The application is on PostgreSQL now. Below: table and index sizes beside the SQLite file's,
+the connections open on the database, whether `pg_stat_statements` is available, fresh
+statistics, the application's pool (`pool_size=20, max_overflow=10, pool_pre_ping=True`)
+against `max_connections`; then `pg_dump -Fc` into this run folder, restored into a scratch
+database and verified there by the same checksums. Every catch-up since the bulk run closes
+the notebook.""",
+            [],
+        ),
+        ("code", "report = cutover.report(cut)\nshow.table_sizes(report)", IGNORE),
+        ("code", "show.facts({k: report[k] for k in ('pg_stat_statements', 'pool')})", []),
+        ("code", "show.facts(cutover.backup_drill(cut, workers))", IGNORE),
+        ("code", "show.syncs(cutover.history(cut))", IGNORE),
+    ],
 }
 
 
@@ -238,8 +320,10 @@ def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def regenerate(names: list[str]) -> None:
     """Execute every notebook in order on one reference run, writing them into notebooks/."""
     os.environ["RUNBOOK_PROGRESS"] = "text"  # plain progress lines, as under `runbook run`
-    with reference_environment():
+    with reference_environment() as environment:
         for name in names:
+            if name == "05_cutover":
+                reference_traffic(environment)
             path = NOTEBOOKS / f"{name}.ipynb"
             nbformat.write(build(name), path)
             papermill.execute_notebook(

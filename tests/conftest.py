@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from runbook.core.target import Target, connect, embedded_target, stop_embedded
-from runbook.record.reference import fresh_database, reference_environment
+from runbook.record.reference import fresh_database, reference_environment, reference_traffic
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -31,11 +31,22 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("DATABASE_URL", None)  # tests name their targets explicitly
 
 
+_reference: dict[str, str] = {}
+
+
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     if any(".ipynb" in item.nodeid for item in items):
-        _session.enter_context(reference_environment())
+        _reference.update(_session.enter_context(reference_environment()))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the cutover's notebook: the application's traffic after the bulk run, as
+    `make notebooks` writes it between 04 and 05 (the reference outputs show its changes)."""
+    if "05_cutover.ipynb" in item.nodeid and _reference and not _reference.get("traffic"):
+        reference_traffic(_reference)
+        _reference["traffic"] = "done"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -86,12 +86,14 @@ def test_the_cli_options_are_made_from_the_declaration(tmp_path: Path, capsys) -
         "orders.items": ["cp949"],
         "orders.requested_pickup_at": ["epoch-seconds", "empty-as-null"],
     }
-    with pytest.raises(SystemExit):
-        cli.main(["run", "--help"])
-    help_text = capsys.readouterr().out
-    for declared in parameters.declared():
-        if declared.metadata["flag"]:
-            assert declared.metadata["flag"] in help_text
+    for command, steps in (("run", STEPS), ("cutover", ("cutover",))):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        help_text = capsys.readouterr().out
+        for declared in parameters.declared():
+            flag, takes = declared.metadata["flag"], set(declared.metadata["steps"])
+            if flag:
+                assert (flag in help_text) == bool(takes & set(steps)), (command, flag)
 
 
 def test_an_option_outside_its_choices_fails_before_anything_runs(capsys) -> None:

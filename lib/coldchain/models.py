@@ -29,7 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -193,6 +193,12 @@ class Dispatch(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, nullable=False)
 
+    # what the application loads with a dispatch (no columns: the schema is unchanged)
+    vehicle: Mapped[Vehicle] = relationship()
+    routes: Mapped[list[DispatchRoute]] = relationship(
+        back_populates="dispatch", order_by="DispatchRoute.sequence", passive_deletes=True
+    )
+
 
 class DispatchRoute(Base):
     """One stop (pickup or delivery of an order) of a dispatch; deleted with its dispatch."""
@@ -211,6 +217,9 @@ class DispatchRoute(Base):
     arrived_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
     distance_from_prev_km: Mapped[float | None] = mapped_column(DOUBLE_PRECISION, nullable=True)
     is_completed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+
+    dispatch: Mapped[Dispatch] = relationship(back_populates="routes")
+    order: Mapped[Order] = relationship()
 
 
 class TemperatureLog(Base):

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from runbook.core import parameters
 from runbook.core.errors import RunbookError
 from runbook.core.readiness import check_ready
-from runbook.core.run import STEPS, RunFolder, new_run_name, runs_root
+from runbook.core.run import BULK_STEPS, STEPS, RunFolder, new_run_name, runs_root
 from runbook.core.target import (
     Target,
     create_database,
@@ -45,16 +46,66 @@ def run(args: argparse.Namespace) -> int:
     """`runbook run`: the chosen steps into a new run folder (or --run-dir)."""
     from runbook.record.runner import run_steps
 
-    if args.run_dir is None and args.steps != ",".join(STEPS):
+    if args.run_dir is None and args.steps != ",".join(BULK_STEPS):
         raise RunbookError(
             "--steps without --run-dir has no earlier results to work on",
             fix="pass --run-dir of the run whose steps you want to repeat",
         )
+    steps = _parse_steps(args.steps)
+    if "cutover" in steps:
+        if steps != ["cutover"]:
+            raise RunbookError(
+                "the cutover runs alone, once the bulk run passed and the application stopped",
+                fix="runbook run SOURCE --steps cutover --run-dir BULK_RUN (or runbook cutover)",
+            )
+        return cutover(args)
     run_dir = args.run_dir or runs_root() / new_run_name()
     chosen = parameters.from_options(
         args, source_db=str(args.source.resolve()), run_dir=str(run_dir.resolve())
     )
-    return run_steps(_parse_steps(args.steps), chosen, runs_root(), report=args.report)
+    return run_steps(steps, chosen, runs_root(), report=args.report)
+
+
+def _bulk_folder(run_dir: Path | None) -> Path:
+    if run_dir is None or not (run_dir / "verify.json").is_file():
+        raise RunbookError(
+            f"{run_dir or 'no run folder given'}: not the folder of a bulk run that verified",
+            fix="pass --run-dir of the bulk migration (runbook run) whose target to catch up",
+        )
+    return run_dir
+
+
+def sync(args: argparse.Namespace) -> int:
+    """`runbook sync`: catch the target up with the live source, the application running."""
+    from runbook.record.runner import load_dotenv, refresh_manifest
+    from runbook.steps.sync import summary
+    from runbook.steps.sync import sync as catch_up
+
+    run_dir = _bulk_folder(args.run_dir)
+    load_dotenv(args.database_url_env)
+    target = resolve_target("", args.database_url_env)
+    check_ready(target)
+    record = catch_up(RunFolder(run_dir), args.source, target, args.on_bad_rows)
+    print("\n".join(summary(record)))
+    refresh_manifest(run_dir)
+    return 0
+
+
+def cutover(args: argparse.Namespace) -> int:
+    """`runbook cutover`: notebook 05 into a run folder of its own, linked to the bulk run."""
+    from runbook.record.runner import run_steps
+
+    stopped_at = datetime.now(UTC).isoformat(timespec="milliseconds")  # the window begins
+    bulk = _bulk_folder(args.run_dir)
+    folder = getattr(args, "cutover_dir", None) or runs_root() / new_run_name()
+    chosen = parameters.from_options(
+        args,
+        source_db=str(args.source.resolve()),
+        run_dir=str(folder.resolve()),
+        bulk_run_dir=str(bulk.resolve()),
+        stopped_at=stopped_at,
+    )
+    return run_steps(["cutover"], chosen, runs_root(), report=args.report)
 
 
 def demo(scale: float, seed: int, report: bool = False) -> int:
@@ -80,7 +131,7 @@ def demo(scale: float, seed: int, report: bool = False) -> int:
             "database_url_env": DEMO_URL_ENV,
         }
     )
-    return run_steps(list(STEPS), chosen, runs_root(), report=report)
+    return run_steps(list(BULK_STEPS), chosen, runs_root(), report=report)
 
 
 def reinsert(run_dir: Path, corrected: Path, env_var: str = "DATABASE_URL") -> int:
@@ -162,9 +213,25 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd = sub.add_parser("run", help="run the four steps with papermill and archive the run")
     run_cmd.add_argument("source", type=Path, help="the application's SQLite database")
     run_cmd.add_argument("--run-dir", type=Path, help="run folder (default runs/<UTC time>-<id>/)")
-    run_cmd.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset")
-    parameters.add_options(run_cmd)
+    run_cmd.add_argument("--steps", default=",".join(BULK_STEPS), help="comma-separated subset")
+    parameters.add_options(run_cmd, steps=STEPS)
     run_cmd.add_argument("--report", action="store_true", help=REPORT_HELP)
+
+    sync_cmd = sub.add_parser(
+        "sync", help="while the application runs: carry its changes since the last snapshot over"
+    )
+    sync_cmd.add_argument("source", type=Path, help="the application's live SQLite database")
+    sync_cmd.add_argument("--run-dir", type=Path, help="the bulk run's folder", required=True)
+    parameters.add_options(sync_cmd, names=("database_url_env", "on_bad_rows"))
+
+    cut = sub.add_parser(
+        "cutover", help="the application stopped: last sync, verify, smoke test (notebook 05)"
+    )
+    cut.add_argument("source", type=Path, help="the application's SQLite database, stopped")
+    cut.add_argument("--run-dir", type=Path, help="the bulk run's folder", required=True)
+    cut.add_argument("--cutover-dir", type=Path, help="run folder of the cutover (default new)")
+    parameters.add_options(cut, steps=("cutover",))
+    cut.add_argument("--report", action="store_true", help=REPORT_HELP)
 
     demo_cmd = sub.add_parser("demo", help="sample + embedded PostgreSQL + all four steps")
     demo_cmd.add_argument("--scale", type=float, default=DEMO_SCALE)
@@ -193,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "run": run,
+    "sync": sync,
+    "cutover": cutover,
     "demo": lambda a: demo(a.scale, a.seed, a.report),
     "sample": lambda a: sample(a.out, a.scale, a.seed),
     "reinsert": lambda a: reinsert(a.run_dir, a.corrected, a.database_url_env),

@@ -61,7 +61,7 @@ class RunParameters:
         "stop",
         'rows that do not fit: "stop" before anything is written, or "reject" them (and the '
         "rows that depend on them) into rejects.jsonl and load every other row",
-        ("schema", "transfer"),
+        ("schema", "transfer", "cutover"),
         choices=("stop", "reject"),
         flag="--on-bad-rows",
     )
@@ -94,9 +94,36 @@ class RunParameters:
     workers: int = _declare(
         0,
         "processes and connections that load and checksum in parallel; 0: one per CPU (2 to 8)",
-        ("transfer", "verify"),
+        ("transfer", "verify", "cutover"),
         kind=int,
         flag="--workers",
+    )
+    bulk_run_dir: str = _declare(
+        "",
+        "05: the run folder of the bulk migration this cutover finishes (runbook cutover "
+        "--run-dir); its target and its syncs' snapshots",
+        ("cutover",),
+    )
+    stopped_at: str = _declare(
+        "",
+        "05: when the application was declared stopped (ISO time, UTC), where the freeze window "
+        "begins; empty: when the notebook starts",
+        ("cutover",),
+    )
+    write_wait_seconds: float = _declare(
+        10.0,
+        "05: how long to wait for a write transaction on the source to end (the application "
+        "stopping) before the cutover refuses",
+        ("cutover",),
+        kind=float,
+        flag="--write-wait-seconds",
+    )
+    quiet_seconds: float = _declare(
+        1.0,
+        "05: how long nothing may be committed to the source before the cutover begins",
+        ("cutover",),
+        kind=float,
+        flag="--quiet-seconds",
     )
 
     @classmethod
@@ -120,13 +147,20 @@ class RunParameters:
         return asdict(self)
 
 
-_KINDS = {str: "text", int: "a whole number", bool: "True or False", dict: "a mapping"}
+_KINDS = {
+    str: "text",
+    int: "a whole number",
+    float: "a number",
+    bool: "True or False",
+    dict: "a mapping",
+}
 
 
 def _check_value(declared: Any, value: Any) -> None:
     meta = declared.metadata
     kind = meta["kind"]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    accepted = (int, float) if kind is float else kind
+    if not isinstance(value, accepted) or (kind in (int, float) and isinstance(value, bool)):
         raise RunbookError(
             f"parameter {declared.name} must be {_KINDS[kind]}, not {value!r}",
             fix=f"give {declared.name} {_KINDS[kind]}",
@@ -147,11 +181,15 @@ def declared() -> list[Any]:
 # --- what the declaration produces: CLI options, notebook cells, the README table --------------
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """A `runbook` option for every parameter that has one."""
+def add_options(
+    parser: argparse.ArgumentParser, steps: tuple[str, ...] = (), names: tuple[str, ...] = ()
+) -> None:
+    """A `runbook` option for every parameter that has one and that one of `steps` takes (or
+    is one of `names`)."""
     for declared_field in declared():
         meta = declared_field.metadata
-        if not meta["flag"]:
+        wanted = declared_field.name in names or set(meta["steps"]) & set(steps)
+        if not meta["flag"] or not wanted:
             continue
         options: dict[str, Any] = {"help": meta["help"], "dest": declared_field.name}
         if meta["kind"] is bool:

@@ -15,7 +15,8 @@ from runbook.core.errors import RunbookError
 from runbook.core.target import project_home
 
 BACKUP_NAME = "source-backup.db"
-STEPS = ("backup", "schema", "transfer", "verify")  # in order; notebook 0N_<step> each
+STEPS = ("backup", "schema", "transfer", "verify", "cutover")  # in order; notebook 0N_<step>
+BULK_STEPS = STEPS[:4]  # a migration run; the cutover is a run of its own, linked to one
 STEP_RESULTS = {step: f"{step}.json" for step in STEPS}
 
 
@@ -132,6 +133,43 @@ def open_run(run_dir: str = "", *, create: bool = False, needs: str = "") -> Run
     path = root / new_run_name()
     path.mkdir(parents=True)
     return RunFolder(path, f"a new run under {root.name}/; steps 02-04 will continue it")
+
+
+def open_cutover(run_dir: str = "") -> RunFolder:
+    """The run folder of a cutover, always its own: the parameter, else RUNBOOK_CUTOVER_DIR,
+    else a new one under the runs folder."""
+    chosen = run_dir or os.environ.get("RUNBOOK_CUTOVER_DIR", "")
+    if chosen:
+        Path(chosen).mkdir(parents=True, exist_ok=True)
+        why = "the run_dir parameter" if run_dir else "from RUNBOOK_CUTOVER_DIR"
+        return RunFolder(Path(chosen), why)
+    path = runs_root() / new_run_name()
+    path.mkdir(parents=True)
+    return RunFolder(path, f"a new run under {runs_root().name}/ for the cutover")
+
+
+def bulk_run_folder(bulk_run_dir: str = "") -> RunFolder:
+    """The bulk run a cutover finishes: the parameter, else RUNBOOK_BULK_RUN_DIR, else the
+    most recent run of the runs folder whose verification passed."""
+    chosen = bulk_run_dir or os.environ.get("RUNBOOK_BULK_RUN_DIR", "")
+    if chosen:
+        return RunFolder(
+            Path(chosen),
+            "the bulk_run_dir parameter" if bulk_run_dir else "from RUNBOOK_BULK_RUN_DIR",
+        )
+    for path in sorted(runs_root().glob("*/"), reverse=True):
+        verified = path / STEP_RESULTS["verify"]
+        if (
+            verified.is_file()
+            and json.loads(verified.read_text(encoding="utf-8")).get("verdict") == "PASS"
+        ):
+            return RunFolder(
+                path, "the most recent run that verified; set bulk_run_dir to choose another"
+            )
+    raise RunbookError(
+        f"no run under {runs_root().name}/ has verified: nothing to cut over",
+        fix="run the bulk migration to a PASS first (runbook run), or pass bulk_run_dir",
+    )
 
 
 def default_source(source_db: str = "") -> Path:

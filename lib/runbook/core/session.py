@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runbook.core.readiness import check_ready
-from runbook.core.run import STEPS, RunFolder, default_source, notebook_name, open_run
+from runbook.core.run import (
+    STEPS,
+    RunFolder,
+    default_source,
+    notebook_name,
+    open_cutover,
+    open_run,
+)
 from runbook.core.target import Target, resolve_target
 
 
@@ -32,7 +39,10 @@ def begin(
     """Resolve the run folder (created by step 01), the source and the target, check that the
     target answers, and print the three so the audit record says what this step worked on."""
     index = STEPS.index(step)
-    run = open_run(run_dir, create=index == 0, needs=STEPS[index - 1] if index else "")
+    if step == "cutover":  # a run of its own, linked to the bulk run it finishes
+        run = open_cutover(run_dir)
+    else:
+        run = open_run(run_dir, create=index == 0, needs=STEPS[index - 1] if index else "")
     source = default_source(source_db)
     target = resolve_target(target_url, database_url_env)
     server = check_ready(target).version

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runbook.columns.plan import by_table, integer_key, plans_from, rejected_rowids, row_filter
@@ -81,7 +82,7 @@ def _source_sums(
     return digest.source_sums(_source_job(backup, shape, where, start))
 
 
-def _server_session(target: Target):
+def server_session(target: Target):
     """A connection set up for the checksum queries."""
     conn = connect(target)
     conn.execute("SET work_mem = '64MB'")  # each segment's rows sorted in memory
@@ -98,7 +99,7 @@ PRESORTED_AGGREGATES = 160000
 def _target_sums(
     target: Target, shape: Shape, where: str = "", start: int = digest.INT64_MIN
 ) -> dict[int, list[int]]:
-    with _server_session(target) as conn:
+    with server_session(target) as conn:
         if not shape.row_mode:
             ordered = conn.info.server_version >= PRESORTED_AGGREGATES
             next_key_sql, segment_sql = shape.target_segment_sql(where, ordered=ordered)
@@ -132,7 +133,7 @@ def _ordered_again(
     if shape.row_mode or not differing:
         return
     _, segment_sql = shape.target_segment_sql(where, ordered=True)
-    with _server_session(target) as conn:
+    with server_session(target) as conn:
         for segment in differing:
             count, sha256 = conn.execute(segment_sql, digest.segment_bounds(segment)).fetchone()
             if count:
@@ -141,7 +142,7 @@ def _ordered_again(
                 target_sums.pop(segment, None)
 
 
-def _shapes(backup: str, plans: dict) -> tuple[dict[str, Shape], dict[str, int]]:
+def shapes_of(backup: str, plans: dict) -> tuple[dict[str, Shape], dict[str, int]]:
     """Each table's row shape, and its largest rowid (its size, for the cost of reading it)."""
     conn = sqlite_source.open_readonly(backup)
     try:
@@ -254,15 +255,23 @@ def _both_engines(
 
 
 def checksums(
-    run: RunFolder, target: Target, *, workers: int | None = None
+    run: RunFolder,
+    target: Target,
+    *,
+    workers: int | None = None,
+    source: Path | None = None,
+    rejected: dict[str, list[int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Content checksums of every table on both engines, read at the same time, compared per
-    segment, the differing rows named; per table also the rows rejected and re-inserted."""
+    segment, the differing rows named; per table also the rows rejected and re-inserted. The
+    source is the run's backup, or `source` (a later snapshot, with the rows it holds back:
+    `rejected`)."""
     schema = run.read("schema")
     plans = by_table(plans_from(schema))
-    rejected = rejected_rowids(schema.get("preflight", {}))
-    backup = str(run.backup_path)
-    shapes, sizes = _shapes(backup, plans)
+    if rejected is None:
+        rejected = rejected_rowids(schema.get("preflight", {}))
+    backup = str(source or run.backup_path)
+    shapes, sizes = shapes_of(backup, plans)
     wheres = {name: row_filter(name, rejected) for name in plans}
     # rows the operator corrected and re-inserted: in the target, but not as in the source, so
     # the comparison leaves them out and accounts for them by count

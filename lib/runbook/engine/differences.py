@@ -105,6 +105,7 @@ def compare(
         differences += _diff_segment(backup, target, side, segment, where)
     return {
         "table": shape.table,
+        "table_target": shape.target,
         "source_rows": sum(v[0] for v in source.values()),
         "target_rows": sum(v[0] for v in target_sums.values()),
         "source_checksum": f"{sum(v[1] for v in source.values()) & MASK:016x}",
@@ -124,6 +125,15 @@ def _diff_segment(
     source_where = _segment_where(side, segment, key_plan.column if key_plan else "")
     target_where = _segment_where(side, segment, key_plan.pg_column if key_plan else "")
     source_where = " AND ".join(f"({w})" for w in (source_where, where) if w)
+    return compare_rows(backup, target, side, source_where, target_where)
+
+
+def compare_rows(
+    backup: str, target: Target, side: _Side | Shape, source_where: str, target_where: str
+) -> list[dict[str, Any]]:
+    """The rows each predicate selects (on the source, on the target) compared by primary key
+    in their canonical form: every row missing on one side, and every value that differs."""
+    side = side if isinstance(side, _Side) else _Side(side)
 
     def keyed(rows) -> dict[tuple, list[str | None]]:
         return {side.key_of(row): _canonical_row(row, side.canon) for row in rows}

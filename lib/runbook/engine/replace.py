@@ -28,25 +28,26 @@ DUMP_NAME = "target-before.dump"
 EXPORT_FOLDER = "target-before"
 
 
-def _pg_dumps() -> list[str]:
-    """The pg_dump programs at hand: the embedded server's, then the system's."""
+def _tools(name: str) -> list[str]:
+    """The copies of a PostgreSQL client tool at hand: the embedded server's, then the system's."""
     candidates = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             from pgserver._commands import POSTGRES_BIN_PATH
 
-            candidates.append(str(POSTGRES_BIN_PATH / "pg_dump"))
+            candidates.append(str(POSTGRES_BIN_PATH / name))
         except ImportError:
             pass
-    if shutil.which("pg_dump"):
-        candidates.append(shutil.which("pg_dump"))
+    if shutil.which(name):
+        candidates.append(shutil.which(name))
     return candidates
 
 
-def _speaks_tls(pg_dump: str) -> bool:
-    """Whether this pg_dump's libpq was built with TLS (the embedded server's is not): asked to
-    require TLS on a socket that does not exist, one without says so before connecting."""
+def _speaks_tls(tool: str) -> bool:
+    """Whether the libpq beside this tool was built with TLS (the embedded server's is not):
+    asked to require TLS on a socket that does not exist, one without says so before connecting."""
+    pg_dump = str(Path(tool).with_name("pg_dump"))
     try:
         out = subprocess.run(
             [pg_dump, "--schema-only", "--dbname=host=/nonexistent-runbook-probe sslmode=require"],
@@ -59,10 +60,11 @@ def _speaks_tls(pg_dump: str) -> bool:
     return "not compiled in" not in out.stderr
 
 
-def _pg_dump_for(server_major: int, tls: bool = False) -> str | None:
-    """A pg_dump at least as new as the server (pg_dump refuses newer servers) and, for a target
-    reached over TLS, one that speaks TLS (sslmode is honoured; a dump never goes in clear)."""
-    for path in _pg_dumps():
+def pg_tool(name: str, server_major: int, tls: bool = False) -> str | None:
+    """A PostgreSQL client tool (pg_dump, pg_restore) at least as new as the server (pg_dump
+    refuses newer servers) and, for a target reached over TLS, one that speaks TLS (sslmode is
+    honoured; a dump never goes in clear)."""
+    for path in _tools(name):
         try:
             out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20)
         except OSError:
@@ -73,9 +75,9 @@ def _pg_dump_for(server_major: int, tls: bool = False) -> str | None:
     return None
 
 
-def _url_without_password(target: Target) -> tuple[str, dict[str, str]]:
-    """pg_dump's URL (the session URL: TLS parameters and session settings) without the
-    password, which goes in PGPASSWORD: never on the command line (visible in ps)."""
+def url_without_password(target: Target) -> tuple[str, dict[str, str]]:
+    """A client tool's URL (the session URL: TLS parameters and session settings) without the
+    password, which goes in PGPASSWORD: never on the command line, where `ps` shows it."""
     url = with_parameters(session_url(target.url), {}, drop=("password",))
     parts = urlsplit(url)
     env = dict(os.environ)
@@ -96,9 +98,9 @@ def save_target(run: RunFolder, target: Target) -> dict[str, Any]:
         tls = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
         tls = bool(tls.fetchone()[0])
         tables = schema_tables(conn)
-    pg_dump = _pg_dump_for(major, tls)
+    pg_dump = pg_tool("pg_dump", major, tls)
     if pg_dump:
-        url, env = _url_without_password(target)
+        url, env = url_without_password(target)
         out = run.path / DUMP_NAME
         done = subprocess.run(
             [pg_dump, "--format=custom", f"--file={out}", f"--dbname={url}"],

@@ -152,14 +152,30 @@ class Shape:
             f"WHERE {key} BETWEEN ? AND ?{also} ORDER BY {key}",
         )
 
-    def target_sql(self, where: str = "") -> str:
-        """Row mode: the rows to hash in Python, each with its segment, in key order."""
-        where = f" WHERE {where}" if where else ""
+    def _target_columns(self) -> list[str]:
+        """The row's canonical text, its doubles, and the values canonicalized in Python, as
+        the server gives them (the same shape as `_source_columns`)."""
         doubles = [f"coalesce({quote_ident(p.pg_column)}, 0)::float8" for p in self.doubles]
         python = [f"{quote_ident(p.pg_column)}::text" for p in self.jsonb]
         python += [p.rule.target_select(quote_ident(p.pg_column)) for p in self.python]
-        columns = ", ".join([self._segment(1), self._text(1), *doubles, *python])
+        return [self._text(1), *doubles, *python]
+
+    def target_sql(self, where: str = "") -> str:
+        """Row mode: the rows to hash in Python, each with its segment, in key order."""
+        where = f" WHERE {where}" if where else ""
+        columns = ", ".join([self._segment(1), *self._target_columns()])
         return f"SELECT {columns} FROM {quote_ident(self.target)}{where}{self._order(1)}"
+
+    def keyed_sql(self, side: int, where: str) -> str:
+        """The rows `where` selects, each with its primary key first, then its canonical
+        columns: for comparing rows one by one (`hasher(side).row_bytes` of the rest)."""
+        by_column = {p.column: p for p in self.plans}
+        keys = [quote_ident(k if side == 0 else by_column[k].pg_column) for k in self.key] or [
+            "rowid"
+        ]
+        columns = self._source_columns() if side == 0 else self._target_columns()
+        table = quote_ident(self.table if side == 0 else self.target)
+        return f"SELECT {', '.join(keys + columns)} FROM {table} WHERE {where}"
 
     def target_segment_sql(self, where: str = "", *, ordered: bool = True) -> tuple[str, str]:
         """(the next key at or above %s, the row count and SHA-256 of the canonical bytes of the

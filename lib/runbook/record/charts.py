@@ -210,3 +210,31 @@ def verify_chart(result: dict[str, Any]) -> Image:
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
         return _png(fig)
+
+
+def changes_chart(record: dict[str, Any]) -> Image:
+    """A sync's changes per table, stacked by kind (inserted, updated, deleted, held back)."""
+    tables = list(record["changes"]["tables"])
+    kinds = {
+        "inserted": "#2e7d32",
+        "updated": "#1565c0",
+        "deleted": "#c62828",
+        "rejected": "#8a6d00",
+    }
+    total = record["changes"]["total"]
+    with matplotlib.rc_context(_fonts()):
+        fig = _figure(len(tables))
+        ax = fig.add_subplot()
+        left = [0] * len(tables)
+        for kind, color in kinds.items():
+            counts = [record["changes"]["tables"][t][kind] for t in tables]
+            name = "held back" if kind == "rejected" else kind
+            ax.barh(range(len(tables)), counts, left=left, color=color, label=name)
+            left = [a + b for a, b in zip(left, counts, strict=True)]
+        ax.set_yticks(range(len(tables)), [hangul.label(t) for t in tables])
+        ax.invert_yaxis()
+        ax.set_title(f"Changes applied by sync {record['number']}: {total} rows")
+        ax.set_xlabel("rows")
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        return _png(fig)

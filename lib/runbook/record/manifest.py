@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from runbook.core.run import STEPS, sha256_file
+from runbook.core.run import BULK_STEPS, STEPS, sha256_file
 from runbook.core.target import PROJECT_ROOT, mask_text
 from runbook.record.chain import previous_link
 
@@ -82,6 +82,25 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
+def _outcome(steps: list[dict[str, Any]]) -> str:
+    """passed: every step of the run's kind passed (01-04 for a migration, 05 for a
+    cutover); failed: one failed; incomplete otherwise."""
+    expected = ["cutover"] if [s["step"] for s in steps] == ["cutover"] else list(BULK_STEPS)
+    if [s["step"] for s in steps] == expected and all(s["outcome"] == "passed" for s in steps):
+        return "passed"
+    return "failed" if any(s["outcome"] == "failed" for s in steps) else "incomplete"
+
+
+def _finishes(bulk: Path) -> dict[str, Any]:
+    """The bulk run a cutover finishes, by name and its manifest's sha256 (a link the audit
+    of the bulk run can be checked against)."""
+    manifest = bulk / "manifest.json"
+    return {
+        "run": bulk.name,
+        "manifest_sha256": sha256_file(manifest) if manifest.exists() else None,
+    }
+
+
 def write_manifest(
     run_dir: Path,
     *,
@@ -123,18 +142,14 @@ def write_manifest(
         "started_at": earlier.get("started_at", started_at),
         "ended_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "steps": ordered,
-        "outcome": (
-            "passed"
-            if len(ordered) == len(STEPS) and all(s["outcome"] == "passed" for s in ordered)
-            else "failed"
-            if any(s["outcome"] == "failed" for s in ordered)
-            else "incomplete"
-        ),
+        "outcome": _outcome(ordered),
         "html_view": html_view,
         "files": file_hashes(run_dir),
         "invoked_as": mask_text(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]])),
         "previous_manifest": previous,
         "supersedes": supersedes,
     }
+    if parameters.get("bulk_run_dir"):  # a cutover: the audit record of the bulk run it finished
+        manifest["finishes"] = _finishes(Path(parameters["bulk_run_dir"]))
     path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from coldchain.sample import generate
+from coldchain.traffic import Traffic
 from runbook.core.target import Target, create_database, drop_database, embedded_target
 
 REFERENCE_SCALE = 0.002
@@ -40,9 +41,16 @@ def fresh_database(prefix: str = "runbook_test", admin: Target | None = None) ->
 
 @contextmanager
 def reference_environment() -> Iterator[dict[str, str]]:
-    """Sample database, fresh target and empty run folder, exported as the environment the
-    notebooks' default parameters read (RUNBOOK_SOURCE, RUNBOOK_RUN_DIR, DATABASE_URL)."""
-    names = ("RUNBOOK_SOURCE", "RUNBOOK_RUN_DIR", "DATABASE_URL")
+    """Sample database, fresh target and empty run folders, exported as the environment the
+    notebooks' default parameters read (RUNBOOK_SOURCE, RUNBOOK_RUN_DIR, DATABASE_URL; for
+    05, RUNBOOK_CUTOVER_DIR and RUNBOOK_BULK_RUN_DIR: the cutover finishes the reference run)."""
+    names = (
+        "RUNBOOK_SOURCE",
+        "RUNBOOK_RUN_DIR",
+        "DATABASE_URL",
+        "RUNBOOK_CUTOVER_DIR",
+        "RUNBOOK_BULK_RUN_DIR",
+    )
     saved = {name: os.environ.get(name) for name in names}
     with tempfile.TemporaryDirectory(prefix="runbook-reference-") as tmp, fresh_database() as db:
         sample = Path(tmp) / "sample.db"
@@ -53,6 +61,8 @@ def reference_environment() -> Iterator[dict[str, str]]:
             "RUNBOOK_SOURCE": str(sample),
             "RUNBOOK_RUN_DIR": str(run_dir),
             "DATABASE_URL": db.url,
+            "RUNBOOK_CUTOVER_DIR": str(Path(tmp) / "runs" / "cutover"),
+            "RUNBOOK_BULK_RUN_DIR": str(run_dir),
         }
         os.environ.update(values)
         try:
@@ -63,3 +73,16 @@ def reference_environment() -> Iterator[dict[str, str]]:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+REFERENCE_TRAFFIC = 300  # rows the application writes between the bulk run and the cutover
+
+
+def reference_traffic(environment: dict[str, str]) -> dict[str, int]:
+    """The application's traffic on the reference sample after the bulk run (fixed seed, so
+    the cutover's notebook shows the same changes every time)."""
+    traffic = Traffic(environment["RUNBOOK_SOURCE"], seed=REFERENCE_SEED)
+    try:
+        return traffic.run(REFERENCE_TRAFFIC)
+    finally:
+        traffic.close()

@@ -4,6 +4,7 @@ HTML, and the whole run summed up in `manifest.json` and the runs index."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -206,3 +207,22 @@ def run_steps(
     verdict = "PASS" if manifest["outcome"] == "passed" else f"steps {', '.join(steps)} passed"
     print(f"{verdict}. Manifest: {run_dir / 'manifest.json'}")
     return 0
+
+
+def refresh_manifest(run_dir: Path) -> None:
+    """Rewrite a run's manifest after its folder changed outside a step (a sync added its
+    records and snapshot): same parameters and steps, new file hashes, the version it replaces
+    listed, so `runbook audit` sees a re-run, not tampering. A run without a manifest (steps
+    run in JupyterLab) has no archive to refresh."""
+    if not (run_dir / "manifest.json").exists():
+        return
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    write_manifest(
+        run_dir,
+        parameters=manifest["parameters"],
+        target_display=manifest["target"],
+        server=manifest["target_server"],
+        steps=[],
+        started_at=manifest["started_at"],
+        html_view=manifest.get("html_view", "full"),
+    )

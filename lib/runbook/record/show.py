@@ -178,3 +178,42 @@ def load_attempts(result: dict[str, Any]) -> pd.DataFrame:
         ranges=("rows", "size"), rows=("rows", "sum")
     )
     return grouped.reset_index()
+
+
+def sync_changes(record: dict[str, Any]) -> pd.DataFrame:
+    """A sync's changes per table: rows inserted, updated, deleted, and held back."""
+    rows = [
+        {"table": name, **{k: entry[k] for k in ("inserted", "updated", "deleted", "rejected")}}
+        for name, entry in record["changes"]["tables"].items()
+    ]
+    frame = pd.DataFrame(rows, columns=["table", "inserted", "updated", "deleted", "rejected"])
+    return frame.rename(columns={"rejected": "held back"})
+
+
+def syncs(history: list[dict[str, Any]]) -> pd.DataFrame:
+    """Every catch-up applied since the bulk run: when, how many changes, how long (and the
+    forecast each sync made of the cutover, beside what the cutover took)."""
+    rows = [
+        {
+            "sync": h["number"],
+            "kind": h["kind"],
+            "snapshot taken": h.get("snapshot_taken_at"),
+            "changes": h["changes"]["total"],
+            "seconds": round(sum(h.get("seconds", {}).values()), 2),
+            "pages changed": h.get("pages", {}).get("changed"),
+        }
+        for h in history
+    ]
+    return pd.DataFrame(
+        rows, columns=["sync", "kind", "snapshot taken", "changes", "seconds", "pages changed"]
+    )
+
+
+def table_sizes(report: dict[str, Any]) -> pd.DataFrame:
+    """The post-migration report's sizes: PostgreSQL's tables and indexes beside SQLite's."""
+    return pd.DataFrame(report["sizes"])
+
+
+def connections(report: dict[str, Any]) -> pd.DataFrame:
+    """The connections open on the migrated database, by application and state."""
+    return pd.DataFrame(report["connections"], columns=["application", "state", "count"])

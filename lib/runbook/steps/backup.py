@@ -2,83 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runbook.core import source as sqlite_source
 from runbook.core.errors import RunbookError
-from runbook.core.run import RunFolder, sha256_file
-
-
-def online_copy(source_path: Path, copy: Path, wait_seconds: float = 60.0) -> None:
-    """Copy a SQLite database with the online backup API, in one step under one read
-    transaction: a consistent snapshot even while the application writes (in WAL mode it is not
-    even blocked meanwhile), committed `-wal` content included. The source is only read; a
-    writer's lock is waited for up to `wait_seconds`."""
-    copy.unlink(missing_ok=True)
-    src = sqlite_source.open_readonly(source_path, wait_seconds)
-    try:
-        # take the read lock first: this is where a writer's lock is waited for, bounded by
-        # the busy timeout (the backup API itself would retry forever)
-        src.execute("BEGIN")
-        src.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        dst = sqlite3.connect(copy)
-        try:
-            src.backup(dst, pages=-1)
-            dst.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            dst.close()
-    except sqlite3.OperationalError as exc:
-        copy.unlink(missing_ok=True)
-        if "locked" not in str(exc) and "busy" not in str(exc):
-            raise _unreadable(source_path, exc) from None
-        raise RunbookError(
-            f"the source {source_path.name} stayed locked by another process (the application "
-            f"writing?) for more than {wait_seconds:g} s; nothing was copied",
-            fix="stop the application, or run again when it is idle (a WAL-mode database can be "
-            "copied while it runs)",
-        ) from None
-    except sqlite3.DatabaseError as exc:
-        copy.unlink(missing_ok=True)
-        raise _unreadable(source_path, exc) from None
-    finally:
-        src.close()
-    copy.chmod(0o444)  # a snapshot is evidence: never modified after this point
-
-
-def describe_copy(source_path: Path, copy: Path) -> dict[str, Any]:
-    """The facts of a snapshot: `PRAGMA integrity_check` (refused when it fails), its sha256,
-    foreign-key problems, row counts and sizes per table."""
-    conn = sqlite_source.open_readonly(copy)
-    try:
-        try:
-            problems = sqlite_source.integrity_problems(conn)
-        except sqlite3.DatabaseError as exc:
-            problems = [str(exc)]
-        if problems:
-            raise RunbookError(
-                f"PRAGMA integrity_check failed on the copy of {source_path.name}: "
-                f"{'; '.join(problems[:3])}",
-                fix="restore the source from a good backup or repair it (sqlite3 .recover) "
-                "first; nothing was written to the target",
-            )
-        tables = sqlite_source.table_names(conn)
-        return {
-            "source_name": source_path.name,
-            "source_bytes": source_path.stat().st_size,
-            "backup_file": copy.name,
-            "backup_bytes": copy.stat().st_size,
-            "sha256": sha256_file(copy),
-            "sqlite_version": sqlite3.sqlite_version,
-            "integrity_check": ["ok"],
-            "foreign_key_check": sqlite_source.foreign_key_problems(conn)[:1000],
-            "row_counts": sqlite_source.row_counts(conn, tables),
-            "table_bytes": sqlite_source.table_sizes(conn),
-        }
-    finally:
-        conn.close()
+from runbook.core.run import RunFolder
+from runbook.engine.snapshot import describe_copy, online_copy
 
 
 def snapshot(source: str | Path, run: RunFolder, wait_seconds: float = 60.0) -> dict[str, Any]:
@@ -96,23 +27,6 @@ def snapshot(source: str | Path, run: RunFolder, wait_seconds: float = 60.0) -> 
         )
     run.write("backup", result)
     return result
-
-
-def _unreadable(path: Path, exc: Exception) -> RunbookError:
-    return RunbookError(
-        f"the source {path.name} could not be copied: {exc}{_newer_format(path)}",
-        fix="check that the file is a complete, readable SQLite database written by the "
-        f"application (this runbook reads SQLite {sqlite3.sqlite_version} files)",
-    )
-
-
-def _newer_format(path: Path) -> str:
-    """A note when the file's header says a newer SQLite file format than this library reads."""
-    with path.open("rb") as handle:
-        header = handle.read(20)
-    if len(header) == 20 and max(header[18], header[19]) > 2:
-        return f" (its header asks for SQLite file format {max(header[18], header[19])})"
-    return ""
 
 
 def require_sound(backup: dict[str, Any]) -> None:

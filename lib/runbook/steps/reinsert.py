@@ -111,7 +111,7 @@ def _load(work: sqlite3.Connection, target: Target, tables: list[str], plans: di
                     for (line,) in work.execute(copy_line_sql(table, table_plans)):
                         copy.write(line)
                         counts[table] = counts.get(table, 0) + 1
-            constraints.set_sequences(conn, [plans[t][0].pg_table for t in tables])  # commits
+            constraints.set_sequences(conn, [plans[t][0].pg_table for t in tables])
     except psycopg.Error as exc:
         raise RunbookError(
             f"the corrected rows could not be loaded: {first_line(exc)}; nothing was written",

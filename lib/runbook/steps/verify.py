@@ -14,56 +14,9 @@ from runbook.columns.plan import rejected_rowids, row_filter
 from runbook.core import source as sqlite_source
 from runbook.core.errors import RunbookError
 from runbook.core.run import RunFolder
-from runbook.core.source import quote_ident
 from runbook.core.target import Target, connect, translated
-from runbook.engine import ledger, rejects
+from runbook.engine import constraints, ledger, rejects
 from runbook.engine.checksums import checksums
-
-
-def foreign_keys(target: Target, expected: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """Every foreign key the schema defines is present and validated in the target."""
-    with connect(target) as conn:
-        present = {
-            name: validated
-            for name, validated in conn.execute(
-                "SELECT conname, convalidated FROM pg_constraint "
-                "WHERE contype = 'f' AND connamespace = current_schema()::regnamespace"
-            )
-        }
-    return [
-        {
-            "table": fk["table"],
-            "name": fk["name"],
-            "present": fk["name"] in present,
-            "validated": bool(present.get(fk["name"])),
-        }
-        for fk in expected
-    ]
-
-
-def sequences(target: Target, expected: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each sequence's next value is above the largest key in its column."""
-    results = []
-    with connect(target) as conn:
-        for item in expected:
-            last, called = conn.execute(
-                f"SELECT last_value, is_called FROM {item['sequence']}"
-            ).fetchone()
-            top = conn.execute(
-                f"SELECT max({quote_ident(item['column'])}) FROM {quote_ident(item['table'])}"
-            ).fetchone()[0]
-            next_value = last + 1 if called else last
-            results.append(
-                {
-                    "table": item["table"],
-                    "column": item["column"],
-                    "max": top,
-                    "next_value": next_value,
-                    "ok": top is None or next_value > top,
-                }
-            )
-    return results
-
 
 APPLICATION_QUERIES = {
     # {table} is the table on PostgreSQL, and on SQLite the table without its rejected rows
@@ -179,9 +132,11 @@ def verify(run: RunFolder, target: Target, *, workers: int | None = None) -> dic
             pending = beside.submit(application_queries, run, target) if asked else None
             tables = checksums(run, target, workers=workers)
             queries = pending.result() if pending else []
-        fks = foreign_keys(target, transfer["foreign_keys"])
-        seqs = sequences(target, transfer["sequences"])
+        fks = constraints.check_foreign_keys(target, transfer["foreign_keys"])
+        seqs = constraints.check_sequences(target, transfer["sequences"])
         ranges = ledger.ranges_by_attempt(target, sha)
+        with connect(target) as conn:  # what the cutover compares: did anybody write since?
+            counters = ledger.write_counters(conn, [t["table_target"] for t in tables])
     failures = failures_of(tables, fks, seqs, queries)
     result = {
         "backup_sha256": sha,
@@ -192,6 +147,7 @@ def verify(run: RunFolder, target: Target, *, workers: int | None = None) -> dic
         "sequences": seqs,
         "application_queries": queries,
         "ranges": ranges,  # which key ranges of which tables each transfer attempt loaded
+        "write_counters": counters,
     }
     run.write("verify", result)
     return result
