@@ -276,6 +276,7 @@ the notebook.""",
         ("code", "show.facts({k: report[k] for k in ('pg_stat_statements', 'pool')})", []),
         ("code", "show.facts(cutover.backup_drill(cut, workers))", IGNORE),
         ("code", "show.syncs(cutover.history(cut))", IGNORE),
+        ("code", "session.verdict(step, cutover.summary(cut))", []),
     ],
 }
 

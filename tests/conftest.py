@@ -29,6 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _session.callback(shutil.rmtree, home, ignore_errors=True)
         _session.callback(stop_embedded)
     os.environ.pop("DATABASE_URL", None)  # tests name their targets explicitly
+    config.pluginmanager.register(_TrafficBeforeCutover(), "reference-traffic")
 
 
 _reference: dict[str, str] = {}
@@ -41,12 +42,16 @@ def pytest_collection_modifyitems(
         _reference.update(_session.enter_context(reference_environment()))
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+class _TrafficBeforeCutover:
     """Before the cutover's notebook: the application's traffic after the bulk run, as
-    `make notebooks` writes it between 04 and 05 (the reference outputs show its changes)."""
-    if "05_cutover.ipynb" in item.nodeid and _reference and not _reference.get("traffic"):
-        reference_traffic(_reference)
-        _reference["traffic"] = "done"
+    `make notebooks` writes it between 04 and 05 (the reference outputs show its changes).
+    A plugin, not a hook of this conftest, whose item hooks reach only the items under tests/."""
+
+    @pytest.hookimpl
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if "05_cutover.ipynb" in item.nodeid and _reference and not _reference.get("traffic"):
+            reference_traffic(_reference)
+            _reference["traffic"] = "done"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -36,7 +36,7 @@ def test_replace_saves_then_drops_only_application_tables(
     dump = replace.saved_path(run, saved)
     assert dump.stat().st_size > 0
     if saved["method"] == "pg_dump":
-        pg_restore = Path(replace._pg_dump_for(16) or "pg_restore").with_name("pg_restore")
+        pg_restore = replace.pg_tool("pg_restore", 16) or "pg_restore"
         listing = subprocess.run(
             [str(pg_restore), "--list", str(dump)], capture_output=True, text=True
         )

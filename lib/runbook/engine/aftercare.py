@@ -117,10 +117,7 @@ def backup_drill(folder: Path, target: Target, verify: Any) -> dict[str, Any]:
         capture_output=True, text=True, env=env, timeout=7200,
     )  # fmt: skip
     if done.returncode:
-        return {
-            "skipped": "pg_dump failed: "
-            + mask_text(done.stderr.strip()[:300], target.password or "")
-        }
+        return {"skipped": "pg_dump failed: " + _masked(done.stderr, target)}
     result: dict[str, Any] = {
         "file": out.name,
         "bytes": out.stat().st_size,
@@ -129,6 +126,17 @@ def backup_drill(folder: Path, target: Target, verify: Any) -> dict[str, Any]:
     if not may_create:
         result["restore"] = "skipped: the role may not create a scratch database (CREATEDB)"
         return result
+    return result | _restore_drill(out, restore, target, verify)
+
+
+def _masked(stderr: str, target: Target) -> str:
+    """A client tool's complaint, shortened, with the password masked."""
+    return mask_text(stderr.strip()[:300], target.password or "")
+
+
+def _restore_drill(dump: Path, restore: str, target: Target, verify: Any) -> dict[str, Any]:
+    """Restore the dump into a scratch database beside the target, verify it there, drop it."""
+    result: dict[str, Any] = {}
     scratch_name = f"{target.database}_restore_drill"[:63]
     admin = target.with_database("postgres")
     try:
@@ -138,14 +146,12 @@ def backup_drill(folder: Path, target: Target, verify: Any) -> dict[str, Any]:
         url, env = url_without_password(scratch)
         clock = time.perf_counter()
         restored = subprocess.run(
-            [restore, "--no-owner", f"--dbname={url}", str(out)],
+            [restore, "--no-owner", f"--dbname={url}", str(dump)],
             capture_output=True, text=True, env=env, timeout=7200,
         )  # fmt: skip
         result["restore_seconds"] = round(time.perf_counter() - clock, 2)
         if restored.returncode:
-            result["restore"] = "failed: " + mask_text(
-                restored.stderr.strip()[:300], target.password or ""
-            )
+            result["restore"] = "failed: " + _masked(restored.stderr, target)
             return result
         clock = time.perf_counter()
         result["verification"] = verify(scratch)

@@ -261,8 +261,8 @@ def close_window(cut: Cutover) -> str:
     cut.facts["helper_indexes_dropped"] = constraints.drop_helper_indexes(cut.target)
     cut.save()
     return (
-        f"05_cutover: PASS. The target equals the final snapshot "
-        f"{cut.facts['final_sync']['snapshot_sha256'][:12]}…; freeze window {window:.1f} s"
+        f"Freeze window closed after {window:.1f} s: the target equals the final snapshot "
+        f"{cut.facts['final_sync']['snapshot_sha256'][:12]}…; start the application on PostgreSQL."
     )
 
 
@@ -304,6 +304,27 @@ def backup_drill(cut: Cutover, workers: int = 0) -> dict[str, Any]:
     cut.facts["backup"] = found
     cut.save()
     return found
+
+
+def summary(cut: Cutover) -> str:
+    """The notebook's closing line: the window, and what became of the first backup (a restore
+    that does not verify fails the step: the operator must not count on that backup)."""
+    backup = cut.facts.get("backup", {})
+    verification = str(backup.get("verification", ""))
+    if verification.startswith("FAIL"):
+        raise RunbookError(
+            f"the first PostgreSQL backup, restored, does not match the final snapshot "
+            f"({verification}); the cutover itself passed",
+            where=str(cut.run.path / aftercare.DUMP_NAME),
+            fix="keep source-final.db of the cutover folder as the backup, and take and "
+            "restore-check a pg_dump by hand before relying on one",
+        )
+    drill = backup.get("restore") or backup.get("skipped") or "not taken"
+    return (
+        f"The target equals the final snapshot "
+        f"{cut.facts['final_sync']['snapshot_sha256'][:12]}…; freeze window "
+        f"{cut.facts['window_seconds']:.1f} s; first backup: {drill}"
+    )
 
 
 def history(cut: Cutover) -> list[dict[str, Any]]:
