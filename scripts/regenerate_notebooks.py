@@ -76,15 +76,19 @@ production, the foreign-key problems are zero (or understood), and the last line
             "markdown",
             """# 02 · Schema: every source column has a home and a known conversion
 
-This step runs `alembic upgrade head` of the application's migrations into the target, pairs
-every source column with its target column and the **conversion rule** that moves its values,
-and scans the backup from step 01 for every value that would not fit (**preflight**), before a
-single row is written.
+This step runs `alembic upgrade head` of the application's migrations into the target (or, with
+`schema_mode="reflect"`, builds the schema from the SQLite file itself), pairs every source
+column with its target column and the **conversion rule** that moves its values, and scans the
+backup from step 01 for every value that would not fit (**preflight**), before a single row is
+written. All of it is one transaction: when the preflight stops the run, the target is left
+exactly as it was. In reflect mode the **schema objects** table accounts for every object of the
+SQLite file (indexes, foreign keys, CHECKs, collations, defaults, views, triggers, virtual
+tables): translated into PostgreSQL, or listed with why.
 
 **Check before going on:** the migration reached the head revision, every column has a rule you
 agree with (the column map shows the first rows; `schema.json` in the run folder has them all),
-the preflight chart shows no misfits (or you chose how to handle them), and the last line says
-PASS.""",
+every listed schema object is one you can do without or will recreate by hand, the preflight
+chart shows no misfits (or you chose how to handle them), and the last line says PASS.""",
             [],
         ),
         parameters_cell("schema"),
@@ -99,12 +103,14 @@ PASS.""",
         ),
         (
             "code",
-            "result = schema.prepare(step.run, step.target, column_rules, schema_mode, "
-            "replace_target)\nshow.facts(schema.key_facts(result))",
+            "result = schema.prepare(\n"
+            "    step.run, step.target, column_rules, schema_mode, replace_target, on_bad_rows\n"
+            ")\nshow.facts(schema.key_facts(result))",
             [],
         ),
         ("code", "show.conversion_rules(result)", []),
         ("code", "show.reflect_notes(result)", []),
+        ("code", "show.schema_objects(result)", []),
         ("code", "show.columns_per_table(result)", []),
         ("code", "show.summarize(show.column_map(result))", []),
         ("code", "charts.misfits_chart(result)", []),
@@ -131,8 +137,9 @@ next insert gets a fresh id. Nothing is written when step 02 found misfits (unle
 complete in the target in the same transaction that loads it: if the transfer is interrupted,
 run it again and it continues from there.
 
-**Check before going on:** every table shows the row count of step 01, all foreign keys are
-valid, every sequence is above its table's largest id, and the last line says PASS. The charts
+**Check before going on:** every table shows the row count of step 01 (less the rows it sent
+to the reject ledger, counted per table), all foreign keys are valid, every sequence is above
+its table's largest id, and the last line says PASS. The charts
 show the rows/s of each table's COPY and the load over time.""",
             [],
         ),
@@ -164,11 +171,12 @@ show the rows/s of each table's COPY and the load over time.""",
 
 Counts prove little, so every table gets an **order-independent content checksum** computed on
 both engines from the same canonical form of each value; where a checksum differs, the rows that
-differ are shown side by side with their primary keys. Foreign keys, sequences and a few of the
-application's own queries are checked too. Every source row is accounted for: in the target, or
-in `rejects.jsonl`. The last table says which transfer attempt loaded which key ranges (more
-than one attempt when a transfer was interrupted and run again). The last cell raises on
-**FAIL**, so papermill and CI fail with it.
+differ are shown side by side with their primary keys. Foreign keys, sequences, views and a few
+of the application's own queries are checked too. Every source row is accounted for: the first
+table shows each table's source rows, how many were loaded and how many went to
+`rejects.jsonl`, and the verdict says how many were rejected. The last table says which transfer
+attempt loaded which key ranges (more than one attempt when a transfer was interrupted and run
+again). The last cell raises on **FAIL**, so papermill and CI fail with it.
 
 **Check before switching the application over:** every bar in the chart is green (its checksum
 matches), no rows differ, every check passed, and the verdict on the last line is PASS.""",

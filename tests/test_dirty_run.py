@@ -13,6 +13,7 @@ from pathlib import Path
 
 from commands import runbook
 from dirty_source import make_dirty_source
+from fingerprint import fingerprint
 
 from runbook.core.target import Target, connect
 
@@ -27,6 +28,7 @@ def test_stop_then_reject(one_target: Target, tmp_path: Path) -> None:
     expected = make_dirty_source(source)
     env = {"DATABASE_URL": one_target.url}
 
+    before = fingerprint(one_target)
     stopped = runbook("run", str(source), "--run-dir", str(tmp_path / "stop"), env=env)
     text = stopped.stdout + stopped.stderr
     assert stopped.returncode != 0
@@ -36,7 +38,7 @@ def test_stop_then_reject(one_target: Target, tmp_path: Path) -> None:
     with sqlite3.connect(source) as lite:
         tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         census = {t: lite.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
-    assert sum(target_counts(one_target, tables).values()) == 0
+    assert fingerprint(one_target) == before  # no table, no ledger: exactly as it was
 
     run_dir = tmp_path / "reject"
     done = runbook(
@@ -51,7 +53,22 @@ def test_stop_then_reject(one_target: Target, tmp_path: Path) -> None:
     assert got == expected  # exactly the misfits and their dependents, no more
     loaded = target_counts(one_target, tables)
     assert loaded == {t: census[t] - len(expected.get(t, ())) for t in tables}
-    assert json.loads((run_dir / "verify.json").read_text())["verdict"] == "PASS"
+    verified = json.loads((run_dir / "verify.json").read_text())
+    assert verified["verdict"] == "PASS"
+    per_table = ", ".join(f"{t} {len(ids)}" for t, ids in sorted(expected.items()))
+    assert f"PASS with {len(lines)} rows rejected (see rejects.jsonl): {per_table}." in (
+        done.stdout
+    )
+    assert {t["table"]: t["rejected_rows"] for t in verified["tables"] if t["rejected_rows"]} == {
+        t: len(ids) for t, ids in expected.items()
+    }
+    moved = json.loads((run_dir / "transfer.json").read_text())["tables"]
+    assert {t["table"]: t["rejected"] for t in moved if t["rejected"]} == {
+        t: len(ids) for t, ids in expected.items()
+    }
+    texts = {step: (run_dir / f"{step}.ipynb").read_text() for step in ("03_transfer", "04_verify")}
+    assert f"{len(lines)} rows rejected" in texts["03_transfer"]
+    assert f"{len(lines)} rows rejected (see rejects.jsonl)" in texts["04_verify"]
 
 
 CRASHING_WRITER = """

@@ -10,7 +10,9 @@ import pytest
 
 from runbook.columns import reflect
 from runbook.columns.inference import choose_type, declared_type, target_names, translate_default
+from runbook.core.errors import RunbookError
 from runbook.core.target import Target, connect
+from runbook.engine import ddl
 
 
 @pytest.mark.parametrize(
@@ -32,6 +34,10 @@ from runbook.core.target import Target, connect
         ("DATE", "date"),
         ("BOOLEAN", "boolean"),
         ("JSON", "jsonb"),
+        ("YEAR", "integer"),
+        ("LONG", "bigint"),
+        ("BLOB", "bytea"),
+        ("TINYINT UNSIGNED", "bigint"),
     ],
 )
 def test_declared_types_map_by_the_conversion_table(declared: str, pg_type: str) -> None:
@@ -44,6 +50,7 @@ def test_a_declared_type_that_lies_gets_the_type_its_data_needs() -> None:
     assert "declared INTEGER but the data holds" in why
     assert choose_type("INTEGER", {"integer": 5, "null": 2})[0] == "bigint"
     assert choose_type("", {"blob": 3})[0] == "bytea"
+    assert choose_type("YEAR", {"integer": 3, "text": 1})[0] == "text"
 
 
 def test_names_are_lower_cased_unless_that_collides_and_never_longer_than_63_bytes() -> None:
@@ -89,16 +96,19 @@ CREATE UNIQUE INDEX depot_name ON "Depot" (name);
 """
 
 
-def test_the_reflected_schema_is_created_with_keys_indexes_and_notes(
+def test_the_reflected_schema_is_created_with_keys_indexes_and_objects(
     fresh_target: Target, tmp_path: Path
 ) -> None:
     path = tmp_path / "any.db"
     with sqlite3.connect(path) as lite:
         lite.executescript(SCHEMA)
     result = reflect.plan(str(path))
-    reflect.create(fresh_target, result)
-    notes = {(n["table"], n["object"]): n["note"] for n in result["notes"]}
-    assert "expression index" in notes[("stock", "stock_expr")]
+    with connect(fresh_target) as conn:
+        made = ddl.create(conn, result["objects"])
+        conn.commit()
+    lines = {(o["kind"], o["name"]): o for o in made}
+    assert "expression index" in lines[("index", "stock_expr")]["why"]
+    assert lines[("index", "stock_expr")]["outcome"] == "listed"
     with connect(fresh_target) as conn:
         tables = {
             r[0]
@@ -114,9 +124,10 @@ def test_the_reflected_schema_is_created_with_keys_indexes_and_notes(
         # SQLite folds only ASCII case, so these two are distinct there and would collide lowered
         assert {"Ämter", "ämter", "depot_id", "sku", "qty", "status"} <= set(columns)
         indexes = {r[0]: r[1] for r in conn.execute("SELECT indexname, indexdef FROM pg_indexes")}
-        partial = next(d for n, d in indexes.items() if "stock_open" in n)
+        partial = indexes["stock_open"]  # named once: it starts with its table's name already
         assert "WHERE (status = 'open'::text)" in partial
         assert not any("stock_expr" in n for n in indexes)
+        assert "depot_name" in indexes
         fk = conn.execute(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f'"
         ).fetchone()[0]
@@ -127,5 +138,24 @@ def test_the_reflected_schema_is_created_with_keys_indexes_and_notes(
         ).fetchone()[0]
         assert "now()" in default
         conn.execute("INSERT INTO depot (name) VALUES ('서울 1센터')")  # identity on the id
-    with pytest.raises(Exception, match="already has tables"):
-        reflect.create(fresh_target, reflect.plan(str(path)))
+    with connect(fresh_target) as conn, pytest.raises(RunbookError, match="already exists"):
+        ddl.create(conn, reflect.plan(str(path))["objects"])
+
+
+def test_a_declared_blob_holding_only_nulls_stays_bytea() -> None:
+    assert choose_type("BLOB", {"null": 4}) == ("bytea", "declared BLOB", None)
+    assert choose_type("", {"null": 4})[1] == "no declared type; the data holds no values"
+    assert choose_type("BLOB", {"text": 2})[0] == "text"  # the data decides where it is text
+
+
+def test_index_names_are_prefixed_with_their_table_once(tmp_path: Path) -> None:
+    path = tmp_path / "places.db"
+    with sqlite3.connect(path) as lite:
+        lite.executescript(
+            "CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT, frecency INTEGER);"
+            "CREATE INDEX moz_places_urlindex ON moz_places (url);"
+            "CREATE INDEX frecencyindex ON moz_places (frecency);"
+        )
+    ddl_text = " ".join(s for o in reflect.plan(str(path))["objects"] for s in o.get("ddl", []))
+    assert '"moz_places_urlindex"' in ddl_text and "moz_places_moz_places" not in ddl_text
+    assert '"moz_places_frecencyindex"' in ddl_text

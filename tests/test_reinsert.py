@@ -21,7 +21,7 @@ def test_corrected_rows_are_reinserted_and_verified(fresh_target: Target, tmp_pa
     run = RunFolder(tmp_path / "run")
     run.path.mkdir()
     backup.snapshot(source, run)
-    schema.prepare(run, fresh_target)
+    schema.prepare(run, fresh_target, on_bad_rows="reject")
     transfer.transfer(run, fresh_target, "reject", workers=2)
     lines = [json.loads(x) for x in (run.path / "rejects.jsonl").read_text().splitlines()]
 

@@ -60,3 +60,14 @@ def test_without_a_rule_nothing_is_rewritten() -> None:
     assert apply_rules("2026-03-02T06:00:00Z", frozenset({"epoch-seconds"})) == (
         "2026-03-02T06:00:00Z"
     )
+
+
+def test_a_date_alone_in_a_datetime_column_becomes_midnight_only_with_the_rule(
+    fresh_target: Target,
+) -> None:
+    values = ["2016-07-04", "2016-07-05 10:30:00", None]
+    back = roundtrip(fresh_target, TS, "DATETIME", values, ("date-as-midnight",))
+    assert back == {0: datetime(2016, 7, 4), 1: datetime(2016, 7, 5, 10, 30), 2: None}
+    assert apply_rules("2016-07-04", frozenset()) == "2016-07-04"
+    assert apply_rules("2016-02-30", frozenset({"date-as-midnight"})) == "2016-02-30"  # no date
+    assert apply_rules("20160704", frozenset({"date-as-midnight"})) == "20160704"

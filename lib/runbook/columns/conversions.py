@@ -151,6 +151,7 @@ _BY_TARGET_BASE = {
     "character varying": "text",
     "character": "text",
     "text": "text",
+    "citext": "text",  # reflect mode's NOCASE where the server has no ICU collations
     "bytea": "bytes",
 }
 

@@ -40,7 +40,11 @@ def target_names(names: list[str]) -> dict[str, str]:
 # --- types -------------------------------------------------------------------------------------
 
 _DECLARED = [  # (pattern on the upper-cased declared type, PostgreSQL type, conversion name)
+    (r"^ANY$", "", None),  # a STRICT table's column of any type: the data decides
     (r"^(BOOL|BOOLEAN)\b", "boolean", None),
+    (r"^YEAR\b", "integer", None),  # MySQL's YEAR: a year number
+    (r"^LONG$", "bigint", None),  # Access/Jet's Long Integer
+    (r"^(BLOB|LONGBLOB|MEDIUMBLOB|TINYBLOB|BINARY|VARBINARY|BYTEA)\b", "bytea", None),
     (r"^(DATETIME|TIMESTAMP)\b", "timestamp without time zone", None),
     (r"^DATE$", "date", None),
     (r"^TIME$", "time without time zone", None),
@@ -68,8 +72,10 @@ def declared_type(declared: str) -> str:
         return "text"
     if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
         return "double precision"
-    if upper == "" or "BLOB" in upper:
-        return ""  # no affinity: the data decides
+    if upper == "":
+        return ""  # no type: the data decides
+    if "BLOB" in upper:
+        return "bytea"
     return "numeric"
 
 
@@ -91,6 +97,7 @@ def data_type(counts: dict[str, int]) -> str:
 
 _HOLDS = {  # storage classes each declared mapping holds without a misfit of kind wrong_type
     "bigint": {"integer"},
+    "integer": {"integer"},
     "double precision": {"integer", "real"},
     "numeric": {"integer", "real"},
     "text": {"text"},
@@ -107,7 +114,9 @@ def choose_type(declared: str, counts: dict[str, int]) -> tuple[str, str, str | 
     base = re.sub(r"\(.*\)", "", by_declared)
     holds = _HOLDS.get(base)
     present = {k for k, n in counts.items() if n and k != "null"}
-    if holds is not None and not present <= holds and "blob" not in present:
+    # a value of another class is a misfit the preflight names; blobs only where the declared
+    # type is not bytea (text beside blobs in a BLOB column chooses text, else bytea)
+    if holds is not None and not present <= holds and ("blob" not in present or base == "bytea"):
         chosen = data_type(counts)
         if chosen != by_declared:
             return (
@@ -123,7 +132,68 @@ def _text_from_any(pg_type: str) -> str | None:
 
 
 def _kinds(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if n and k != "null")
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if n and k != "null") or (
+        "no values"
+    )
+
+
+# --- one type per foreign-key group ------------------------------------------------------------
+
+Member = tuple[str, str]  # (table, column)
+_FAMILIES = {"smallint": "integer", "integer": "integer", "bigint": "integer"}
+_FAMILIES |= {"character varying": "text", "character": "text", "text": "text"}
+
+
+def _family(pg_type: str) -> str:
+    """Types PostgreSQL compares with each other in a foreign key without a cast."""
+    base = re.sub(r"\(.*\)", "", pg_type).strip()
+    return _FAMILIES.get(base, base)
+
+
+def key_groups(edges: list[tuple[Member, Member]]) -> list[list[Member]]:
+    """Columns joined by foreign keys (child, parent), transitively: each group in the order
+    its columns were first named."""
+    parent: dict[Member, Member] = {}
+
+    def root(member: Member) -> Member:
+        while parent.setdefault(member, member) != member:
+            member = parent[member]
+        return member
+
+    for child, referenced in edges:
+        parent[root(child)] = root(referenced)
+    groups: dict[Member, list[Member]] = {}
+    for member in parent:
+        groups.setdefault(root(member), []).append(member)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def choose_group_types(
+    members: dict[Member, tuple[str, dict[str, int]]], children: set[Member]
+) -> dict[Member, tuple[str, str, str | None]]:
+    """(type, why, conversion) of each column of one foreign-key group ({column: (declared
+    type, storage classes)}): each column's own, unless that puts two columns in types a
+    foreign key cannot join; then the referenced column's declared type judged by all the
+    group's data decides for every column outside its family, so equal keys stay equal (an
+    integer among text codes becomes the same decimal text in every column)."""
+    own = {m: choose_type(declared, counts) for m, (declared, counts) in members.items()}
+    if len({_family(t) for t, _, _ in own.values()}) == 1:
+        return own
+    combined: dict[str, int] = {}
+    for _, counts in members.values():
+        for kind, n in counts.items():
+            combined[kind] = combined.get(kind, 0) + n
+    root = next((m for m in members if m not in children), next(iter(members)))
+    chosen = choose_type(members[root][0], combined)[0]
+    names = ", ".join(f"{t}.{c}" for t, c in members)
+    group = f"one type for the foreign-key group {names} (its data holds {_kinds(combined)})"
+    decided = {}
+    for member, (pg_type, why, conversion) in own.items():
+        if _family(pg_type) != _family(chosen):
+            mixed = {k for k, n in members[member][1].items() if n} - {"null", "text"}
+            pg_type, conversion = chosen, "text-from-any" if chosen == "text" and mixed else None
+        decided[member] = (pg_type, f"{why}; {group}", conversion)
+    return decided
 
 
 # --- defaults ----------------------------------------------------------------------------------

@@ -89,27 +89,57 @@ def load_order(tables: list[Table]) -> list[str]:
     return order
 
 
-def integer_key(table: Table) -> str | None:
+INTEGER_TYPES = ("smallint", "integer", "bigint")
+
+
+def integer_key(table: Table, plans: list[ColumnPlan] | None = None) -> str | None:
     """The table's single integer primary-key column, by which it is cut into key ranges and
-    checksum segments; None for a composite, text or missing key."""
+    checksum segments; None for a composite, text or missing key, or one whose target column
+    is not an integer (reflect mode keeps a key holding text as text)."""
     if len(table.primary_key) != 1:
         return None
     column = next(c for c in table.columns if c.name == table.primary_key[0])
+    plan = next((p for p in plans or () if p.column == column.name), None)
+    if plan is not None and plan.kind.base not in INTEGER_TYPES:
+        return None
     return column.name if "INT" in column.declared.upper() else None
 
 
-def rejected_rowids(preflight: dict[str, Any]) -> dict[str, list[int]]:
-    """Rowids of the rows that are not loaded (the reject ledger's), per table."""
-    return {table: [r[0] for r in rows] for table, rows in preflight.get("rejected", {}).items()}
+@dataclass(frozen=True)
+class RejectedRows:
+    """The rows of one table that are not loaded (the reject ledger's): their identities, and
+    the SQL naming a row's identity (its rowid, or its primary key's text in a WITHOUT ROWID
+    table: `Table.row_identity`)."""
+
+    identity: str
+    ids: tuple[Any, ...]
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
-def row_filter(table: str, rejected: dict[str, list[int]]) -> str:
+def rejected_rows(preflight: dict[str, Any]) -> dict[str, RejectedRows]:
+    """The rows that are not loaded, per table."""
+    identities = preflight.get("identity", {})
+    return {
+        table: RejectedRows(identities.get(table, "rowid"), tuple(r[0] for r in rows))
+        for table, rows in preflight.get("rejected", {}).items()
+    }
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, int):
+        return str(int(value))
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def row_filter(table: str, rejected: dict[str, RejectedRows]) -> str:
     """The SQL predicate choosing the rows of `table` that are loaded (and verified): every row
     but those the reject ledger holds. The one place that decides which rows move."""
-    ids = rejected.get(table)
-    if not ids:
+    rows = rejected.get(table)
+    if not rows:
         return ""
-    return f"rowid NOT IN ({', '.join(str(int(i)) for i in ids)})"
+    return f"{rows.identity} NOT IN ({', '.join(_literal(i) for i in rows.ids)})"
 
 
 def copy_line_sql(table: str, plans: list[ColumnPlan], where: str = "") -> str:

@@ -5,6 +5,7 @@ without a rule such a value is a misfit, never converted silently."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +30,10 @@ RULES: dict[str, tuple[str, frozenset[str]]] = {
         f"integer unix epoch (milliseconds) → local time {LOCAL_TIMEZONE}",
         frozenset({"iso-datetime"}),
     ),
+    "date-as-midnight": (
+        "a date alone 'YYYY-MM-DD' in a DATETIME column → that day at 00:00:00",
+        frozenset({"iso-datetime"}),
+    ),
     "cp949": (
         "text that is not UTF-8 decoded as CP949 (legacy Korean, a superset of EUC-KR)",
         frozenset({"text", "json-text"}),
@@ -40,7 +45,41 @@ SUGGESTIONS = {
     "datetime_with_offset": "datetime-offset",
     "epoch_in_datetime": "epoch-seconds or epoch-milliseconds",
     "invalid_utf8": "cp949",
+    "date_in_datetime": "date-as-midnight",
 }
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def misfit_kind(kind: str, value: Any) -> str:
+    """The kind of a misfit as the preflight reports it: a date without a time of day in a
+    DATETIME column is its own kind (date-as-midnight resolves it). Told apart for misfits only,
+    so a value that fits costs no Python."""
+    if kind == "unparseable_datetime" and isinstance(value, str) and _DATE_ONLY.fullmatch(value):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return kind
+        return "date_in_datetime"
+    return kind
+
+
+def column_rule_hint(summary: list[dict[str, Any]]) -> str:
+    """The `--rule` of each column whose misfits (the preflight's summary) are all of one kind
+    that one rule resolves (e.g. every one a date without a time: date-as-midnight)."""
+    kinds: dict[tuple[str, str], set[str]] = {}
+    for item in summary:
+        kinds.setdefault((item["table"], item["column"]), set()).add(item["kind"])
+    rules = [
+        f"--rule {table}.{column}={SUGGESTIONS[kind]}"
+        for (table, column), found in kinds.items()
+        if len(found) == 1
+        and (kind := next(iter(found))) in SUGGESTIONS
+        and " or " not in SUGGESTIONS[kind]
+    ]
+    if not rules:
+        return ""
+    shown = ", ".join(rules[:5]) + (f" and {len(rules) - 5} more" if len(rules) > 5 else "")
+    return f"; every misfit of {len(rules)} column(s) is one a rule resolves: {shown}"
 
 
 def _local(moment: datetime) -> str:
@@ -69,6 +108,11 @@ def apply_rules(value: Any, options: tuple[str, ...] | frozenset[str]) -> Any:
             return value
     if value == "" and "empty-as-null" in options:
         return None
+    if isinstance(value, str) and "date-as-midnight" in options and _DATE_ONLY.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value).isoformat(sep=" ")
+        except ValueError:
+            return value
     if isinstance(value, str) and "datetime-offset" in options:
         try:
             moment = datetime.fromisoformat(value)

@@ -77,7 +77,7 @@ class RunParameters:
         {},
         'explicit conversion rules per column, e.g. {"orders.requested_pickup_at": '
         '["epoch-seconds"]} (empty-as-null, datetime-offset, epoch-seconds, '
-        "epoch-milliseconds, cp949)",
+        "epoch-milliseconds, date-as-midnight, cp949)",
         ("schema",),
         kind=dict,
         flag="--rule",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ class ForeignKey:
     columns: tuple[str, ...]
     parent: str
     parent_columns: tuple[str, ...]
+    on_update: str = "NO ACTION"
+    on_delete: str = "NO ACTION"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,16 @@ class Table:
     name: str
     columns: tuple[Column, ...]
     foreign_keys: tuple[ForeignKey, ...]
+    rowid: bool = True  # False: WITHOUT ROWID, its rows are known by their primary key only
+    module: str = ""  # the module of a virtual table whose documents are migrated (fts5, …)
+
+    @property
+    def row_identity(self) -> str:
+        """SQL naming one row of the table: its rowid, or for a WITHOUT ROWID table the text
+        of its primary key (SQLite's quote() of each value, so blobs and quotes stay exact)."""
+        if self.rowid:
+            return "rowid"
+        return " || ',' || ".join(f"quote({quote_ident(c)})" for c in self.primary_key)
 
     @property
     def primary_key(self) -> tuple[str, ...]:
@@ -123,14 +136,93 @@ def table_names(conn: sqlite3.Connection) -> list[str]:
     return [name for (name,) in rows]
 
 
+# --- kinds of tables: ordinary, WITHOUT ROWID, virtual, and the shadow tables of a virtual one
+
+FTS_MODULES = ("fts3", "fts4", "fts5")  # virtual tables whose documents can be migrated
+# the shadow tables each module keeps its data in (named <virtual table>_<suffix>)
+SHADOW_SUFFIXES = {
+    "fts3": ("content", "segments", "segdir", "docsize", "stat"),
+    "fts4": ("content", "segments", "segdir", "docsize", "stat"),
+    "fts5": ("data", "idx", "content", "docsize", "config"),
+    "rtree": ("node", "rowid", "parent"),
+    "rtree_i32": ("node", "rowid", "parent"),
+    "geopoly": ("node", "rowid", "parent"),
+}
+_VIRTUAL = re.compile(
+    r"^\s*CREATE\s+VIRTUAL\s+TABLE\s.*?\bUSING\s+(\w+)\s*(?:\((.*)\))?", re.I | re.S
+)
+_WITHOUT_ROWID = re.compile(r"\bWITHOUT\s+ROWID\s*(?:,\s*STRICT\s*)?;?\s*$", re.I)
+_CONTENT = re.compile(r"(?:^|,)\s*content\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([^\s,]*))", re.I)
+
+
+def virtual_module(sql: str | None) -> tuple[str, str]:
+    """(module in lower case, its arguments) of a CREATE VIRTUAL TABLE; ("", "") otherwise."""
+    match = _VIRTUAL.match(sql or "")
+    return (match.group(1).lower(), match.group(2) or "") if match else ("", "")
+
+
+def content_table(arguments: str) -> str | None:
+    """The content= option of an FTS table: None when it keeps its own documents, "" when it
+    keeps none (contentless), else the table whose documents it indexes (external content)."""
+    match = _CONTENT.search(arguments)
+    if not match:
+        return None
+    return next((g for g in match.groups() if g is not None), "")
+
+
+def table_kinds(conn: sqlite3.Connection) -> dict[str, str]:
+    """Each user table's kind, in creation order: "table", "without rowid", "virtual", or
+    "shadow" (a table where a virtual table keeps its data: never migrated as data)."""
+    entries = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY rowid"
+    ).fetchall()
+    try:  # SQLite 3.37+: it knows its shadow tables and WITHOUT ROWID tables itself
+        listed = {r[1]: (r[2], r[4]) for r in conn.execute("PRAGMA main.table_list")}
+    except sqlite3.DatabaseError:
+        listed = {}
+    kinds = {}
+    for name, sql in entries:
+        kind, without_rowid = listed.get(name, ("", 0))
+        if virtual_module(sql)[0]:
+            kinds[name] = "virtual"
+        elif kind == "shadow":
+            kinds[name] = "shadow"
+        else:
+            rowless = without_rowid if name in listed else _WITHOUT_ROWID.search(sql or "")
+            kinds[name] = "without rowid" if rowless else "table"
+    for name, sql in entries:  # shadow tables by name, for modules SQLite did not report
+        module = virtual_module(sql)[0]
+        for suffix in SHADOW_SUFFIXES.get(module, ()):
+            if kinds.get(f"{name}_{suffix}") in ("table", "without rowid"):
+                kinds[f"{name}_{suffix}"] = "shadow"
+    return kinds
+
+
+def migrated_virtual(sql: str | None) -> str:
+    """The module of a virtual table whose documents are migrated as a table (an FTS table
+    keeping its own content); "" for any other virtual table."""
+    module, arguments = virtual_module(sql)
+    return module if module in FTS_MODULES and content_table(arguments) is None else ""
+
+
 def reflect(conn: sqlite3.Connection) -> list[Table]:
-    """Every user table with its columns, primary key and foreign keys, as SQLite declares them."""
+    """Every table whose rows are migrated, with its columns, primary key and foreign keys, as
+    SQLite declares them: ordinary and WITHOUT ROWID tables, and FTS tables keeping their own
+    documents (as a table of those documents keyed by their rowid). Shadow tables and other
+    virtual tables are left out (reflect mode lists them)."""
     tables = []
-    for name in table_names(conn):
+    sqls = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+    for name, kind in table_kinds(conn).items():
+        module = migrated_virtual(sqls[name]) if kind == "virtual" else ""
+        if kind == "shadow" or (kind == "virtual" and not module):
+            continue
         columns = tuple(
             Column(row[1], row[2] or "", bool(row[3]), row[5])
             for row in conn.execute(f"PRAGMA table_info({quote_ident(name)})")
         )
+        if module:  # the documents' rowid is their key (other tables may refer to it)
+            columns = (Column("rowid", "INTEGER", True, 1), *columns)
         grouped: dict[int, list[tuple]] = {}
         for row in conn.execute(f"PRAGMA foreign_key_list({quote_ident(name)})"):
             grouped.setdefault(row[0], []).append(row)
@@ -139,17 +231,26 @@ def reflect(conn: sqlite3.Connection) -> list[Table]:
                 tuple(r[3] for r in rows),
                 rows[0][2],
                 tuple(r[4] for r in rows),
+                rows[0][5],
+                rows[0][6],
             )
             for _, rows in sorted(grouped.items())
         )
-        tables.append(Table(name, columns, fks))
+        tables.append(Table(name, columns, fks, kind != "without rowid", module))
     return tables
 
 
 def row_counts(conn: sqlite3.Connection, tables: list[str] | None = None) -> dict[str, int]:
     """Exact row count of each table."""
     names = tables if tables is not None else table_names(conn)
-    return {n: conn.execute(f"SELECT count(*) FROM {quote_ident(n)}").fetchone()[0] for n in names}
+    counts = {}
+    for name in names:
+        try:
+            counts[name] = conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()[0]
+        except sqlite3.OperationalError as exc:  # a virtual table of a module not built in
+            if "no such module" not in str(exc):
+                raise
+    return counts
 
 
 def table_sizes(conn: sqlite3.Connection) -> dict[str, int]:
@@ -168,6 +269,20 @@ def table_sizes(conn: sqlite3.Connection) -> dict[str, int]:
     return sizes
 
 
+def autoincrement_handed_out(conn: sqlite3.Connection) -> dict[str, int]:
+    """The largest id SQLite's AUTOINCREMENT handed out per table (sqlite_sequence), by the
+    table's lower-cased name: a sequence set past it never hands out an id twice, even one
+    whose row was deleted."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")
+    if exists.fetchone() is None:
+        return {}
+    return {
+        name.lower(): seq
+        for name, seq in conn.execute("SELECT name, seq FROM sqlite_sequence")
+        if isinstance(seq, int)
+    }
+
+
 def integrity_problems(conn: sqlite3.Connection) -> list[str]:
     """What `PRAGMA integrity_check` reports (empty when the file is sound)."""
     rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
@@ -175,8 +290,22 @@ def integrity_problems(conn: sqlite3.Connection) -> list[str]:
 
 
 def foreign_key_problems(conn: sqlite3.Connection) -> list[dict]:
-    """Rows whose foreign key points at no parent (`PRAGMA foreign_key_check`)."""
+    """Rows whose foreign key points at no parent (`PRAGMA foreign_key_check`). A foreign key
+    SQLite cannot check (its parent columns are not a key: "foreign key mismatch") leaves its
+    table unchecked here; PostgreSQL refuses that key too, and reflect mode lists it."""
+    try:
+        rows = conn.execute("PRAGMA foreign_key_check").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "foreign key mismatch" not in str(exc):
+            raise
+        rows = []
+        for name in table_names(conn):
+            try:
+                rows += conn.execute(f"PRAGMA foreign_key_check({quote_ident(name)})").fetchall()
+            except sqlite3.OperationalError as again:
+                if "foreign key mismatch" not in str(again):
+                    raise
     return [
         {"table": table, "rowid": rowid, "parent": parent, "fk_index": index}
-        for table, rowid, parent, index in conn.execute("PRAGMA foreign_key_check")
+        for table, rowid, parent, index in rows
     ]

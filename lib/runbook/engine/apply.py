@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from runbook.columns.plan import ColumnPlan
-from runbook.core.source import Table, quote_ident
+from runbook.core.source import Table, autoincrement_handed_out, quote_ident
 from runbook.engine import loader
 from runbook.engine.constraints import add_helper_indexes, set_sequences
 from runbook.engine.delta import Delta, TableChanges
@@ -190,7 +190,9 @@ def apply(
     for item in reversed(items):
         if item.table.name in gone:
             deleted[item.table.name] = _delete(conn, item, gone[item.table.name])
-    sequences = set_sequences(conn, [item.target for item in items if item.upserted])
+    seen = autoincrement_handed_out(source)
+    floors = {i.target: seen[i.table.name.lower()] for i in items if i.table.name.lower() in seen}
+    sequences = set_sequences(conn, [item.target for item in items if item.upserted], floors)
     return {"deleted": deleted, "helper_indexes": helpers, "sequences": sequences}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.columns.conversions import open_source
-from runbook.columns.plan import ColumnPlan, by_table, load_order, plans_from, rejected_rowids
+from runbook.columns.plan import ColumnPlan, by_table, load_order, plans_from
 from runbook.core import source as sqlite_source
 from runbook.core.errors import RunbookError
 from runbook.core.run import RunFolder, sha256_file
@@ -155,7 +155,7 @@ def _plan(new: Path, bulk: Bulk, found: delta.Delta, held: dict, on_bad_rows: st
         deleted = {name: c.deleted_keys for name, c in found.tables.items()}
         preflight = scan_changes(conn, bulk.plans, candidates, deleted)
         require_clean(preflight, on_bad_rows)
-        refused = rejected_rowids(preflight)
+        refused = {t: [r[0] for r in rows] for t, rows in preflight["rejected"].items()}
         now_held = {
             table: {rowid: {"column": column, "kind": kind} for rowid, column, kind in rows}
             for table, rows in preflight["rejected"].items()

@@ -162,9 +162,12 @@ def analyze(target: Target, tables: list[str], workers: int) -> None:
     )
 
 
-def set_sequences(conn: psycopg.Connection, tables: list[str]) -> list[dict[str, Any]]:
-    """Move every column sequence past the largest key copied, so the next insert gets a new id
-    (in the caller's transaction; setval itself is never rolled back, which only skips ids)."""
+def set_sequences(
+    conn: psycopg.Connection, tables: list[str], floors: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """Move every column sequence past the largest key copied, and past the table's floor
+    (the largest id SQLite's AUTOINCREMENT handed out), so the next insert gets a new id (in
+    the caller's transaction; setval itself is never rolled back, which only skips ids)."""
     results = []
     for table in tables:
         columns = conn.execute(
@@ -180,11 +183,21 @@ def set_sequences(conn: psycopg.Connection, tables: list[str]) -> list[dict[str,
                 continue
             top = conn.execute(f"SELECT max({quote_ident(column)}) FROM {quote_ident(table)}")
             top = top.fetchone()[0]
-            if top is None:
+            floor = (floors or {}).get(table)
+            past = max((v for v in (top, floor) if v is not None), default=None)
+            if past is None or past < 1:
                 conn.execute("SELECT setval(%s, 1, false)", [sequence])
             else:
-                conn.execute("SELECT setval(%s, %s, true)", [sequence, top])
-            results.append({"table": table, "column": column, "sequence": sequence, "max": top})
+                conn.execute("SELECT setval(%s, %s, true)", [sequence, past])
+            results.append(
+                {
+                    "table": table,
+                    "column": column,
+                    "sequence": sequence,
+                    "max": top,
+                    "sqlite_sequence": floor,
+                }
+            )
     return results
 
 
@@ -213,7 +226,8 @@ def check_foreign_keys(target: Target, expected: list[dict[str, str]]) -> list[d
 
 
 def check_sequences(target: Target, expected: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each sequence's next value is above the largest key in its column."""
+    """Each sequence's next value is above the largest key in its column, and above every id
+    SQLite's AUTOINCREMENT handed out (sqlite_sequence)."""
     results = []
     with connect(target) as conn:
         for item in expected:
@@ -224,13 +238,16 @@ def check_sequences(target: Target, expected: list[dict[str, Any]]) -> list[dict
                 f"SELECT max({quote_ident(item['column'])}) FROM {quote_ident(item['table'])}"
             ).fetchone()[0]
             next_value = last + 1 if called else last
+            past = max(
+                (v for v in (top, item.get("sqlite_sequence")) if v is not None), default=None
+            )
             results.append(
                 {
                     "table": item["table"],
                     "column": item["column"],
-                    "max": top,
+                    "max": past,
                     "next_value": next_value,
-                    "ok": top is None or next_value > top,
+                    "ok": past is None or next_value > past,
                 }
             )
     return results

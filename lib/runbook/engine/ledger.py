@@ -105,6 +105,7 @@ def claimed(conn: psycopg.Connection) -> dict[str, Any] | None:
 
 
 def require_ours_or_empty(
+    conn: psycopg.Connection,
     target: Target,
     tables: list[str],
     backup_sha256: str,
@@ -114,9 +115,8 @@ def require_ours_or_empty(
     """Refuse a target that holds tables or rows this migration did not put there, listing
     what is there; return the earlier load of the same backup when the target holds one (so
     the run continues it)."""
-    with connect(target) as conn:
-        present = schema_tables(conn)
-        earlier = claimed(conn)
+    present = schema_tables(conn)
+    earlier = claimed(conn)
     allowed = (*allowed, *LEDGER_TABLES)
     ours = earlier is not None and earlier["backup_sha256"] == backup_sha256
     if earlier is not None and not ours:
@@ -148,17 +148,16 @@ def require_ours_or_empty(
 
 
 def claim(
-    target: Target, backup_sha256: str, source_name: str, mode: str, tables: list[str]
+    conn: psycopg.Connection, backup_sha256: str, source_name: str, mode: str, tables: list[str]
 ) -> None:
-    """Record that this target is being loaded from this backup (first step that writes)."""
-    with connect(target) as conn:
-        ensure(conn)
-        conn.execute(
-            f"INSERT INTO {_tables(conn)[0]} (backup_sha256, source_name, schema_mode, tables) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (backup_sha256) DO NOTHING",
-            [backup_sha256, source_name, mode, tables],
-        )
-        conn.commit()
+    """Record that this target is being loaded from this backup (the first write of step 02,
+    in its transaction)."""
+    ensure(conn)
+    conn.execute(
+        f"INSERT INTO {_tables(conn)[0]} (backup_sha256, source_name, schema_mode, tables) "
+        "VALUES (%s, %s, %s, %s) ON CONFLICT (backup_sha256) DO NOTHING",
+        [backup_sha256, source_name, mode, tables],
+    )
 
 
 # --- the transfer's key ranges: planned once, each marked complete in the transaction that

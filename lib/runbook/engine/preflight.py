@@ -3,18 +3,18 @@ every row that depends on such a row, found inside SQLite before a row is writte
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
 from runbook.columns.conversions import open_source
 from runbook.columns.plan import ColumnPlan, by_table
-from runbook.columns.rules import SUGGESTIONS
+from runbook.columns.rules import SUGGESTIONS, column_rule_hint, misfit_kind
 from runbook.core import source as sqlite_source
 from runbook.core.errors import RunbookError
 from runbook.core.source import quote_ident
+from runbook.engine.findings import Findings, key_select, shorten
+from runbook.engine.references import scan_dependents, scan_orphans, scan_references
 
-MAX_LISTED = 10_000  # findings kept in preflight results; counts always cover every value
 POLICIES = ("stop", "reject")
 REASONS = {
     "null_in_not_null": "NULL in a column the target declares NOT NULL",
@@ -27,6 +27,7 @@ REASONS = {
     "epoch_in_datetime": "a number in a DATETIME column (an epoch?) needs an explicit rule",
     "datetime_with_offset": "a timestamp with a UTC offset in a local-time column needs a rule",
     "unparseable_datetime": "not an ISO date and time PostgreSQL would read the same way",
+    "date_in_datetime": "a date without a time of day in a DATETIME column needs a rule",
     "unparseable_date": "not a valid ISO date",
     "unparseable_time": "not a valid ISO time of day",
     "invalid_json": "not valid JSON",
@@ -38,33 +39,8 @@ REASONS = {
     "duplicate_after_conversion": (
         "distinct in SQLite, equal once converted, under a unique index or primary key"
     ),
+    "check_violation": "breaks a CHECK constraint of the table (SQLite was told to ignore it)",
 }
-
-
-def _shorten(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class _Findings:
-    """Misfit rows per table (by rowid), with the first MAX_LISTED findings kept for display."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, dict[int, list[str]]] = {}  # table → rowid → [column, kind]
-        self.counts: dict[tuple[str, str, str], int] = {}
-        self.listed: list[dict[str, Any]] = []
-
-    def add(self, table: str, rowid: int, pk: dict, column: str, kind: str, value: str) -> None:
-        self.counts[(table, column, kind)] = self.counts.get((table, column, kind), 0) + 1
-        finding = {"table": table, "pk": pk, "column": column, "kind": kind, "value": value}
-        self.rows.setdefault(table, {}).setdefault(rowid, [column, kind])
-        if len(self.listed) < MAX_LISTED:
-            self.listed.append(finding)
-
-
-def _key_select(table: sqlite_source.Table) -> tuple[list[str], str]:
-    names = list(table.primary_key) or ["rowid"]
-    return names, ", ".join(quote_ident(n) for n in names)
 
 
 def _checks(plans: list[ColumnPlan]) -> list[tuple[ColumnPlan, str, str]]:
@@ -88,7 +64,7 @@ def _scan_values(
     conn: sqlite3.Connection,
     table: sqlite_source.Table,
     plans: list[ColumnPlan],
-    found: _Findings,
+    found: Findings,
     only: str = "",
 ) -> None:
     """Every value check of the conversion table and NOT NULL, in one pass over the rows `only`
@@ -97,7 +73,7 @@ def _scan_values(
     checks = _checks(plans)
     if not checks:
         return
-    key_names, key_sql = _key_select(table)
+    key_names, key_sql = key_select(table)
     masks = [
         " + ".join(
             f"CASE WHEN {predicate} THEN {1 << bit} ELSE 0 END"
@@ -108,21 +84,38 @@ def _scan_values(
     values = ", ".join(quote_ident(p.column) for p in plans)
     named = ", ".join(f"{m} AS m{i}" for i, m in enumerate(masks))
     sql = (
-        f"SELECT * FROM (SELECT rowid, {key_sql}, {values}, {named} FROM "
+        f"SELECT * FROM (SELECT {key_sql}, {values}, {named} FROM "
         f"{quote_ident(table.name)}{f' WHERE {only}' if only else ''}) "
         f"WHERE {' OR '.join(f'm{i} <> 0' for i in range(len(masks)))}"
     )
     position = {p.column: i for i, p in enumerate(plans)}
     for row in conn.execute(sql):
-        rowid, key = row[0], row[1 : 1 + len(key_names)]
+        identity, key = row[0], row[1 : 1 + len(key_names)]
         row_values = row[1 + len(key_names) : 1 + len(key_names) + len(plans)]
         pk = dict(zip(key_names, key, strict=True))
         for i, mask in enumerate(row[-len(masks) :]):
             for bit in range(MASK_BITS):
                 if mask >> bit & 1:
                     plan, kind, _ = checks[i * MASK_BITS + bit]
-                    value = _shorten(row_values[position[plan.column]])
-                    found.add(table.name, rowid, pk, plan.column, kind, value)
+                    value = row_values[position[plan.column]]
+                    kind = misfit_kind(kind, value)
+                    found.add(table.name, identity, pk, plan.column, kind, shorten(value))
+
+
+def _scan_checks(
+    conn: sqlite3.Connection,
+    table: sqlite_source.Table,
+    checks: list[tuple[str, str]],
+    found: Findings,
+) -> None:
+    """Rows breaking a CHECK constraint the target enforces (SQLite holds such rows only when
+    it was told to ignore CHECKs): found here, not by a failing COPY."""
+    key_names, key_sql = key_select(table)
+    for name, expression in checks:
+        sql = f"SELECT {key_sql} FROM {quote_ident(table.name)} WHERE NOT ({expression})"
+        for rowid, *key in conn.execute(sql):
+            pk = dict(zip(key_names, key, strict=True))
+            found.add(table.name, rowid, pk, name, "check_violation", f"CHECK ({expression})")
 
 
 def _unique_keys(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[tuple[str, ...]]:
@@ -155,13 +148,13 @@ def _as_postgres_compares(plan: ColumnPlan, col: str) -> str | None:
 
 
 def _scan_unique(
-    conn: sqlite3.Connection, table: sqlite_source.Table, plans: list[ColumnPlan], found: _Findings
+    conn: sqlite3.Connection, table: sqlite_source.Table, plans: list[ColumnPlan], found: Findings
 ) -> None:
     """Rows that SQLite holds as distinct but PostgreSQL would see as equal under a unique key
     (e.g. '2025-01-01T10:00:00' and '2025-01-01 10:00:00' in a unique DATETIME column): the
     index build after the load would fail, so they are found here, every one of them."""
     by_column = {p.column: p for p in plans}
-    key_names, key_sql = _key_select(table)
+    key_names, key_sql = key_select(table)
     for columns in _unique_keys(conn, table):
         if not all(c in by_column for c in columns):
             continue
@@ -172,7 +165,7 @@ def _scan_unique(
         present = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in columns)
         value = f"json_array({', '.join(converted)})"
         sql = (
-            f"SELECT rowid, {key_sql}, {value} FROM {quote_ident(table.name)} "
+            f"SELECT {key_sql}, {value} FROM {quote_ident(table.name)} "
             f"WHERE {present} AND {value} IN (SELECT {value} FROM {quote_ident(table.name)} "
             f"WHERE {present} GROUP BY 1 HAVING count(*) > 1)"
         )
@@ -184,102 +177,44 @@ def _scan_unique(
                 pk,
                 ", ".join(columns),
                 "duplicate_after_conversion",
-                f"{_shorten(converted_value)} is also another row's key",
+                f"{shorten(converted_value)} is also another row's key",
             )
-
-
-def _scan_orphans(
-    conn: sqlite3.Connection, tables: dict[str, sqlite_source.Table], found: _Findings
-) -> None:
-    for problem in sqlite_source.foreign_key_problems(conn):
-        table = tables[problem["table"]]
-        fk = table.foreign_keys[problem["fk_index"]]
-        key_names, key_sql = _key_select(table)
-        row = conn.execute(
-            f"SELECT {key_sql}, {', '.join(quote_ident(c) for c in fk.columns)} "
-            f"FROM {quote_ident(table.name)} WHERE rowid = ?",
-            [problem["rowid"]],
-        ).fetchone()
-        pk = dict(zip(key_names, row[: len(key_names)], strict=True))
-        refs = row[len(key_names) :]
-        found.add(
-            table.name,
-            problem["rowid"],
-            pk,
-            ", ".join(fk.columns),
-            "orphan_foreign_key",
-            f"{fk.parent} has no row {', '.join(map(repr, refs))}",
-        )
-
-
-def _scan_dependents(
-    conn: sqlite3.Connection, tables: dict[str, sqlite_source.Table], found: _Findings
-) -> None:
-    """Rows whose foreign key points at a row that will not be loaded, through any chain."""
-    changed = True
-    while changed:
-        changed = False
-        for child in tables.values():
-            key_names, key_sql = _key_select(child)
-            for fk in child.foreign_keys:
-                parent_rows = found.rows.get(fk.parent)
-                if not parent_rows or fk.parent not in tables:
-                    continue
-                parent_cols = fk.parent_columns if all(fk.parent_columns) else None
-                parent_cols = parent_cols or tables[fk.parent].primary_key or ("rowid",)
-                refs = conn.execute(
-                    f"SELECT DISTINCT json_array({', '.join(quote_ident(c) for c in parent_cols)}) "
-                    f"FROM {quote_ident(fk.parent)} "
-                    f"WHERE rowid IN (SELECT value FROM json_each(?))",
-                    [json.dumps(list(parent_rows))],
-                ).fetchall()
-                child_ref = f"json_array({', '.join(quote_ident(c) for c in fk.columns)})"
-                sql = (
-                    f"SELECT rowid, {key_sql}, {child_ref} FROM {quote_ident(child.name)} "
-                    f"WHERE {child_ref} IN (SELECT value FROM json_each(?))"
-                )
-                encoded = json.dumps([json.loads(r) for (r,) in refs])
-                for rowid, *key, ref in conn.execute(sql, [encoded]):
-                    if rowid in found.rows.get(child.name, {}):
-                        continue
-                    pk = dict(zip(key_names, key, strict=True))
-                    value = f"{fk.parent} {ref} is rejected"
-                    found.add(
-                        child.name, rowid, pk, ", ".join(fk.columns), "depends_on_rejected", value
-                    )
-                    changed = True
 
 
 def scan_rows(conn: sqlite3.Connection, plans: dict[str, list[ColumnPlan]]) -> list[dict[str, Any]]:
     """The misfits (values and NOT NULL) of the given tables in an open SQLite database, for
     rows corrected by the operator before they are re-inserted."""
     tables = {t.name: t for t in sqlite_source.reflect(conn)}
-    found = _Findings()
+    found = Findings()
     for name, table_plans in plans.items():
         _scan_values(conn, tables[name], table_plans, found)
     return found.listed
 
 
-def scan(backup: str, plans: list[ColumnPlan]) -> dict[str, Any]:
-    """Run every conversion's misfit predicates, the NOT NULL, unique-key and foreign-key
-    checks, and follow foreign keys to the rows that depend on a misfit row; returns counts per
-    (table, column, kind), the first MAX_LISTED findings, and the rowids of every row that
-    cannot be loaded."""
+def scan(
+    backup: str, plans: list[ColumnPlan], checks: dict[str, list[tuple[str, str]]] | None = None
+) -> dict[str, Any]:
+    """Run every conversion's misfit predicates, the NOT NULL, unique-key, CHECK (`checks`:
+    per table, the target's (name, SQLite expression)) and foreign-key checks, and follow
+    foreign keys to the rows that depend on a misfit row; returns counts per (table, column,
+    kind), the first MAX_LISTED findings, and the identity of every row that cannot be loaded
+    (its rowid, or its primary key's text in a WITHOUT ROWID table)."""
     conn = open_source(backup)
     tables = {t.name: t for t in sqlite_source.reflect(conn)}
-    found = _Findings()
+    found = Findings()
     try:
         for table_name, table_plans in by_table(plans).items():
             _scan_values(conn, tables[table_name], table_plans, found)
             _scan_unique(conn, tables[table_name], table_plans, found)
-        _scan_orphans(conn, tables, found)
-        _scan_dependents(conn, tables, found)
+            _scan_checks(conn, tables[table_name], (checks or {}).get(table_name, []), found)
+        scan_orphans(conn, tables, found)
+        scan_dependents(conn, tables, found)
     finally:
         conn.close()
-    return _result(found)
+    return _result(found, tables)
 
 
-def _result(found: _Findings) -> dict[str, Any]:
+def _result(found: Findings, tables: dict[str, sqlite_source.Table]) -> dict[str, Any]:
     """Counts per (table, column, kind), the first findings, and every row that cannot be
     loaded: table → [[rowid, column, kind] of its first problem]."""
     summary = [
@@ -291,59 +226,22 @@ def _result(found: _Findings) -> dict[str, Any]:
         "rows": sum(len(rows) for rows in found.rows.values()),
         "summary": summary,
         "findings": found.listed,
+        # every row that cannot be loaded: table → [[rowid, column, kind] of its first problem]
+        # (for a WITHOUT ROWID table the row's identity is its primary key's text: identity)
         "rejected": {
             table: [[rowid, *rows[rowid]] for rowid in sorted(rows)]
             for table, rows in sorted(found.rows.items())
+        },
+        "identity": {
+            table: tables[table].row_identity
+            for table in sorted(found.rows)
+            if not tables[table].rowid
         },
     }
 
 
 def _in(rowids: list[int]) -> str:
     return f"rowid IN (SELECT value FROM json_each('[{','.join(str(int(r)) for r in rowids)}]'))"
-
-
-def _scan_references(
-    conn: sqlite3.Connection,
-    tables: dict[str, sqlite_source.Table],
-    child: sqlite_source.Table,
-    found: _Findings,
-    only: str = "",
-    parent_keys: dict[str, list[tuple]] | None = None,
-) -> None:
-    """Rows whose foreign key refers to a row the database does not hold: the rows `only`
-    selects, or, with `parent_keys`, the rows referring to one of those keys of a parent."""
-    key_names, _ = _key_select(child)
-    for fk in child.foreign_keys:
-        parent = tables.get(fk.parent)
-        if parent is None:
-            continue
-        parent_cols = fk.parent_columns if all(fk.parent_columns) else parent.primary_key
-        parent_cols = tuple(parent_cols) or ("rowid",)
-        selected = only
-        if parent_keys is not None:
-            keys = parent_keys.get(fk.parent)
-            if not keys:
-                continue
-            if len(fk.columns) == 1 and parent_cols == tuple(parent.primary_key):
-                values = json.dumps([k[0] for k in keys])
-                selected = (
-                    f"{quote_ident(fk.columns[0])} IN (SELECT value FROM json_each('{values}'))"
-                )
-        present = " AND ".join(f"c.{quote_ident(c)} IS NOT NULL" for c in fk.columns)
-        match = " AND ".join(
-            f"p.{quote_ident(pc)} = c.{quote_ident(cc)}"
-            for cc, pc in zip(fk.columns, parent_cols, strict=True)
-        )
-        columns = ", ".join(f"c.{quote_ident(c)}" for c in (*key_names, *fk.columns))
-        sql = (
-            f"SELECT c.rowid, {columns} FROM {quote_ident(child.name)} c "
-            f"WHERE {present}{f' AND c.{selected}' if selected else ''} AND NOT EXISTS "
-            f"(SELECT 1 FROM {quote_ident(parent.name)} p WHERE {match})"
-        )
-        for rowid, *rest in conn.execute(sql):
-            pk = dict(zip(key_names, rest[: len(key_names)], strict=True))
-            value = f"{fk.parent} has no row {', '.join(map(repr, rest[len(key_names) :]))}"
-            found.add(child.name, rowid, pk, ", ".join(fk.columns), "orphan_foreign_key", value)
 
 
 def scan_changes(
@@ -358,28 +256,33 @@ def scan_changes(
     table; SQLite kept them without their parent), and every row that depends on one of these.
     The same result as `scan`'s."""
     tables = {t.name: t for t in sqlite_source.reflect(conn)}
-    found = _Findings()
+    found = Findings()
     for name, rowids in changed.items():
         if rowids:
             only = _in(rowids)
             _scan_values(conn, tables[name], plans[name], found, only)
-            _scan_references(conn, tables, tables[name], found, only=only)
+            scan_references(conn, tables, tables[name], found, only=only)
     if any(deleted.values()):
         for child in tables.values():
             if child.name in plans:
-                _scan_references(conn, tables, child, found, parent_keys=deleted)
-    _scan_dependents(conn, tables, found)
-    return _result(found)
+                scan_references(conn, tables, child, found, parent_keys=deleted)
+    scan_dependents(conn, tables, found)
+    return _result(found, tables)
 
 
-def require_clean(preflight: dict[str, Any], on_bad_rows: str = "stop") -> None:
-    """Stop before writing when misfits exist and the policy is `stop` (the default); with
-    `reject` the misfit rows and their dependents go to the reject ledger instead."""
+def require_policy(on_bad_rows: str) -> None:
+    """Refuse a policy for bad rows that is not one of POLICIES."""
     if on_bad_rows not in POLICIES:
         raise RunbookError(
             f"on_bad_rows={on_bad_rows!r} is not a known policy",
             fix='use on_bad_rows="stop" (the default) or "reject"',
         )
+
+
+def require_clean(preflight: dict[str, Any], on_bad_rows: str = "stop") -> None:
+    """Stop before writing when misfits exist and the policy is `stop` (the default); with
+    `reject` the misfit rows and their dependents go to the reject ledger instead."""
+    require_policy(on_bad_rows)
     if not preflight["total"] or on_bad_rows == "reject":
         return
     first = "; ".join(
@@ -394,5 +297,5 @@ def require_clean(preflight: dict[str, Any], on_bad_rows: str = "stop") -> None:
         f"First: {first}",
         fix="fix these rows in the source (see the preflight table in 02_schema) and run again, "
         f'or run with on_bad_rows="reject" to load every other row and list these in '
-        f"rejects.jsonl{hint}",
+        f"rejects.jsonl{hint}{column_rule_hint(preflight['summary'])}",
     )

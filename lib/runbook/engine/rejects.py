@@ -47,7 +47,7 @@ def decode_value(value: Any) -> Any:
 
 
 def ledger_lines(backup: Path, preflight: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """One ledger entry per rejected row, read from the backup in rowid order."""
+    """One ledger entry per rejected row, read from the backup in rowid (or key) order."""
     conn = sqlite_source.open_readonly(backup)
     try:
         tables = {t.name: t for t in sqlite_source.reflect(conn)}
@@ -55,9 +55,10 @@ def ledger_lines(backup: Path, preflight: dict[str, Any]) -> Iterator[dict[str, 
             table = tables[table_name]
             problems = {rowid: (column, kind) for rowid, column, kind in entries}
             columns = ", ".join(quote_ident(c) for c in table.column_names)
+            identity = table.row_identity  # rowid, or the primary key's text (WITHOUT ROWID)
             cursor = conn.execute(
-                f"SELECT rowid, {columns} FROM {quote_ident(table_name)} "
-                f"WHERE rowid IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+                f"SELECT {identity}, {columns} FROM {quote_ident(table_name)} "
+                f"WHERE {identity} IN (SELECT value FROM json_each(?)) ORDER BY 1",
                 [json.dumps(list(problems))],
             )
             for rowid, *values in cursor:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
+
 from runbook.core.errors import RunbookError
 from runbook.core.run import RunFolder
 from runbook.core.target import (
@@ -130,19 +132,18 @@ def save_target(run: RunFolder, target: Target) -> dict[str, Any]:
     return {"method": "copy export", "file": folder.name, "tables": tables}
 
 
-def drop_application_tables(target: Target, tables: list[str]) -> list[str]:
+def drop_application_tables(conn: psycopg.Connection, tables: list[str]) -> list[str]:
     """Drop the tables this migration creates (and its own bookkeeping) from the schema it goes
-    into, nothing else."""
+    into, nothing else, in the caller's transaction (step 02 commits it only when the whole
+    step succeeds)."""
     dropped = []
-    with connect(target) as conn:
-        present = schema_tables(conn)
-        for name in [*tables, "alembic_version"]:
-            if name in present:
-                conn.execute(f"DROP TABLE {qualified(conn, name)} CASCADE")
-                dropped.append(name)
-        for name in reversed(LEDGER_TABLES):
-            conn.execute(f"DROP TABLE IF EXISTS {qualified(conn, name)}")
-        conn.commit()
+    present = schema_tables(conn)
+    for name in [*tables, "alembic_version"]:
+        if name in present:
+            conn.execute(f"DROP TABLE {qualified(conn, name)} CASCADE")
+            dropped.append(name)
+    for name in reversed(LEDGER_TABLES):
+        conn.execute(f"DROP TABLE IF EXISTS {qualified(conn, name)}")
     return dropped
 
 

@@ -191,9 +191,9 @@ def verify_chart(result: dict[str, Any]) -> Image:
         ax.barh([y - 0.2 for y in ys], frame["source_rows"], height=0.4, color="#9aa5b1",
                 label="source rows")  # fmt: skip
         colors = ["#2e7d32" if ok else "#c62828" for ok in frame["match"]]
-        ax.barh([y + 0.2 for y in ys], frame["target_rows"], height=0.4, color=colors,
+        ax.barh([y + 0.2 for y in ys], frame["loaded"], height=0.4, color=colors,
                 label="target rows (green: checksum matches, red: differs)")  # fmt: skip
-        for y, (rows, ok) in enumerate(zip(frame["target_rows"], frame["match"], strict=True)):
+        for y, (rows, ok) in enumerate(zip(frame["loaded"], frame["match"], strict=True)):
             ax.annotate(
                 f" {rows} {'✓' if ok else '✗ differs'}", (rows, y + 0.2), va="center", fontsize=8,
                 color="#2e7d32" if ok else "#c62828",

@@ -101,6 +101,35 @@ def _finishes(bulk: Path) -> dict[str, Any]:
     }
 
 
+REJECTS = "rejects.jsonl"  # the reject ledger step 03 writes
+
+
+def rejected_rows(run_dir: Path) -> dict[str, int]:
+    """How many source rows of each table the run put into its reject ledger, not the target."""
+    ledger = run_dir / REJECTS
+    counts: dict[str, int] = {}
+    if ledger.is_file():
+        with ledger.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    table = json.loads(line)["table"]
+                    counts[table] = counts.get(table, 0) + 1
+    return counts
+
+
+def verdict(manifest: dict[str, Any], steps: list[str]) -> str:
+    """The verdict the command prints after `steps` passed: PASS only when the whole run
+    passed and no row was rejected; else "PASS with N rows rejected (see rejects.jsonl)" and
+    the rows rejected per table."""
+    if manifest["outcome"] != "passed":
+        return f"steps {', '.join(steps)} passed"
+    rejected = manifest.get("rejected_rows") or {}
+    if not rejected:
+        return "PASS"
+    per_table = ", ".join(f"{table} {n}" for table, n in sorted(rejected.items()))
+    return f"PASS with {sum(rejected.values())} rows rejected (see {REJECTS}): {per_table}"
+
+
 def write_manifest(
     run_dir: Path,
     *,
@@ -143,6 +172,7 @@ def write_manifest(
         "ended_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "steps": ordered,
         "outcome": _outcome(ordered),
+        "rejected_rows": rejected_rows(run_dir),
         "html_view": html_view,
         "files": file_hashes(run_dir),
         "invoked_as": mask_text(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]])),

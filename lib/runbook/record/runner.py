@@ -19,7 +19,7 @@ from runbook.core.run import notebook_name
 from runbook.core.source import check_file
 from runbook.core.target import PROJECT_ROOT, mask_text, read_dotenv, resolve_target
 from runbook.record.index import INDEX, write_index
-from runbook.record.manifest import write_manifest
+from runbook.record.manifest import verdict, write_manifest
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
@@ -204,8 +204,7 @@ def run_steps(
     if failed:
         print(f"FAILED at step {failed[0]['step']}; the notebooks in {run_dir} show where.")
         return 1
-    verdict = "PASS" if manifest["outcome"] == "passed" else f"steps {', '.join(steps)} passed"
-    print(f"{verdict}. Manifest: {run_dir / 'manifest.json'}")
+    print(f"{verdict(manifest, steps)}. Manifest: {run_dir / 'manifest.json'}")
     return 0
 
 

@@ -77,8 +77,13 @@ def preflight_findings(schema: dict[str, Any]) -> pd.DataFrame:
 
 
 def transfer_tables(transfer: dict[str, Any]) -> pd.DataFrame:
-    """Rows and bytes copied per table, in load order."""
-    return pd.DataFrame(transfer["tables"])[["table", "rows", "bytes"]]
+    """Rows copied, rows rejected into the ledger, and bytes per table, in load order."""
+    frame = pd.DataFrame(transfer["tables"])
+    frame["rejected"] = frame.get("rejected", pd.Series(0, index=frame.index)).fillna(0)
+    rejected = int(frame["rejected"].sum())
+    if rejected:
+        print(f"{rejected} rows went to the reject ledger (rejects.jsonl), not to the target.")
+    return frame[["table", "rows", "rejected", "bytes"]]
 
 
 def transfer_timings(transfer: dict[str, Any]) -> pd.DataFrame:
@@ -91,15 +96,25 @@ def sequences(transfer_or_verify: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(transfer_or_verify["sequences"])
 
 
+VERIFY_COLUMNS = ("table", "source_rows", "loaded", "rejected")
+VERIFY_COLUMNS += ("source_checksum", "target_checksum", "match")
+
+
 def verify_tables(result: dict[str, Any]) -> pd.DataFrame:
-    """Per table: rows on both sides, checksum on both sides, and whether they match."""
+    """Per table: the source's rows, how many were loaded and how many went to the reject
+    ledger, the checksum on both sides, and whether the loaded rows match the source's."""
     frame = pd.DataFrame(result["tables"])
-    frame["match"] = (frame["source_rows"] == frame["target_rows"]) & (
+    if "compared_rows" not in frame:  # a result written before rejects were counted here
+        frame["compared_rows"] = frame["source_rows"]
+    frame["rejected"] = frame.get("rejected_rows", pd.Series(0, index=frame.index)).fillna(0)
+    frame["loaded"] = frame["target_rows"]
+    frame["match"] = (frame["compared_rows"] == frame["target_rows"]) & (
         frame["source_checksum"] == frame["target_checksum"]
     )
-    return frame[
-        ["table", "source_rows", "target_rows", "source_checksum", "target_checksum", "match"]
-    ]
+    rejected = int(frame["rejected"].sum())
+    if rejected:
+        print(f"{rejected} source rows are in the reject ledger (rejects.jsonl), not the target.")
+    return frame[list(VERIFY_COLUMNS)]
 
 
 def differences(result: dict[str, Any]) -> pd.DataFrame:
@@ -126,13 +141,21 @@ def checks(result: dict[str, Any]) -> pd.DataFrame:
         {"check": f"application query: {q['query']} ({q['rows']} rows)", "ok": q["equal"]}
         for q in result["application_queries"]
     ]
+    rows += [
+        {
+            "check": f"view {v['view']}: {v['target_rows']} rows"
+            + (f" ({v['note']})" if v["note"] else ""),
+            "ok": v["ok"],
+        }
+        for v in result.get("views", [])
+    ]
     return pd.DataFrame(rows, columns=["check", "ok"])
 
 
 def checks_summary(result: dict[str, Any]) -> pd.DataFrame:
     """The checks of `checks()` counted by kind, with the failing ones named."""
     frame = checks(result)
-    frame["kind"] = frame["check"].str.extract(r"^(foreign key|sequence|application query)")[0]
+    frame["kind"] = frame["check"].str.extract(r"^(foreign key|sequence|application query|view)")[0]
     rows = []
     for kind, group in frame.groupby("kind", sort=False):
         failing = group.loc[~group["ok"].astype(bool), "check"].tolist()
@@ -148,7 +171,8 @@ def checks_summary(result: dict[str, Any]) -> pd.DataFrame:
 
 
 def reflect_notes(schema: dict[str, Any]) -> pd.DataFrame:
-    """Reflect mode: column types chosen by the data, and what was translated or left out."""
+    """Reflect mode: column types chosen by the data (or a foreign-key group), and names that
+    differ in PostgreSQL."""
     reflected = schema.get("reflected")
     columns = ["table", "object", "note"]
     if not reflected:
@@ -158,14 +182,37 @@ def reflect_notes(schema: dict[str, Any]) -> pd.DataFrame:
         {"table": t["name"], "object": c["name"], "note": f"{c['pg_type']}: {c['why']}"}
         for t in reflected["tables"]
         for c in t["columns"]
-        if "data holds" in c["why"] or c["target"] != c["name"]
+        if "holds" in c["why"] or c["target"] != c["name"]
     ]
     rows += [
         {"table": t["name"], "object": "(table)", "note": f"named {t['target']} in PostgreSQL"}
         for t in reflected["tables"]
         if t["target"] != t["name"].lower()
     ]
-    return summarize(pd.DataFrame(rows + reflected["notes"], columns=columns))
+    return summarize(pd.DataFrame(rows, columns=columns))
+
+
+OUTCOMES = ("listed", "translated")  # listed first: what is not in PostgreSQL needs a look
+
+
+def schema_objects(schema: dict[str, Any]) -> pd.DataFrame:
+    """Reflect mode: every schema object of the SQLite file (tables, indexes, foreign keys,
+    CHECKs, collations, defaults, views, triggers, virtual and shadow tables, sequences), each
+    translated into PostgreSQL or listed, and why; `schema.json` has the DDL and suggestions."""
+    reflected = schema.get("reflected")
+    columns = ["kind", "table", "name", "outcome", "why"]
+    if not reflected:
+        print("Schema from the application's Alembic migrations: no reflected objects.")
+        return pd.DataFrame([], columns=columns)
+    frame = pd.DataFrame(reflected["objects"], columns=columns)
+    counts = frame["outcome"].value_counts()
+    print(
+        f"schema objects: {counts.get('translated', 0)} translated, "
+        f"{counts.get('listed', 0)} listed (not in PostgreSQL; why says what to do)"
+    )
+    frame["order"] = frame["outcome"].map(OUTCOMES.index)
+    frame = frame.sort_values(["order", "kind"], kind="stable", ignore_index=True)
+    return summarize(frame[columns], limit=40)
 
 
 def load_attempts(result: dict[str, Any]) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from coldchain.migrations import alembic_config
@@ -21,11 +22,10 @@ from runbook.core.target import (
     connection_error,
     current_schema,
     qualified,
-    sqlalchemy_url,
     translated,
 )
-from runbook.engine import ledger, replace
-from runbook.engine.preflight import scan
+from runbook.engine import ddl, ledger, replace
+from runbook.engine.preflight import require_policy, scan
 
 
 def alembic_head() -> str:
@@ -41,17 +41,16 @@ def application_tables() -> list[str]:
     return list(Base.metadata.tables)
 
 
-def require_known_revision(target: Target) -> None:
+def require_known_revision(conn: psycopg.Connection, target: Target) -> None:
     """Refuse a target at an Alembic revision these migrations do not know (a newer
-    application, or another application), before anything is written."""
+    application, or another application's), before anything is written."""
     from alembic.script import ScriptDirectory
 
-    with connect(target) as conn:
-        table = qualified(conn, "alembic_version")
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
-        if not exists.fetchone()[0]:
-            return
-        current = [r for (r,) in conn.execute(f"SELECT version_num FROM {table}")]
+    table = qualified(conn, "alembic_version")
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+    if not exists.fetchone()[0]:
+        return
+    current = [r for (r,) in conn.execute(f"SELECT version_num FROM {table}")]
     known = {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     unknown = [r for r in current if r not in known]
     if unknown:
@@ -63,19 +62,63 @@ def require_known_revision(target: Target) -> None:
         )
 
 
-def upgrade(target: Target) -> dict[str, Any]:
-    """`alembic upgrade head` of the application's migrations into the target; a target at a
-    revision these migrations do not know (newer, or another application's) is refused."""
+class StepTransaction:
+    """Step 02's one transaction on the target: everything it writes (the ledger's claim, the
+    schema, a replaced target's drops) is committed together only when the whole step passes,
+    so a stop leaves the target exactly as it was (PostgreSQL's DDL is transactional). Alembic
+    runs on the same connection through SQLAlchemy."""
+
+    def __init__(self, target: Target, *, alembic: bool = False) -> None:
+        self.target = target
+        self.pg = connect(target)
+        # the transaction stays open through the preflight scan of the source, idle meanwhile
+        self.pg.execute("SET idle_in_transaction_session_timeout = 0")
+        self._engine: sa.Engine | None = None
+        self._alembic: sa.Connection | None = None
+        if alembic:  # before anything is written: SQLAlchemy's first connect rolls back
+            self._engine = sa.create_engine(
+                "postgresql+psycopg://",
+                creator=lambda: self.pg,
+                poolclass=sa.pool.StaticPool,
+                pool_reset_on_return=None,
+            )
+            self._alembic = self._engine.connect()
+            self._alembic.begin()
+
+    def alembic(self) -> sa.Connection:
+        """The same connection and transaction, for Alembic (which then commits nothing)."""
+        if self._alembic is None:
+            raise RuntimeError("StepTransaction(alembic=True) makes Alembic's connection")
+        return self._alembic
+
+    def finish(self, commit: bool) -> None:
+        """Commit (or roll back) everything the step wrote, and close the connection."""
+        try:
+            self.pg.commit() if commit else self.pg.rollback()
+        finally:
+            if self._alembic is not None:
+                self._alembic.close()
+                self._engine.dispose()
+            self.pg.close()
+
+
+def upgrade(target: Target, step: StepTransaction | None = None) -> dict[str, Any]:
+    """`alembic upgrade head` of the application's migrations into the target (in step 02's
+    transaction when given one, else committed at once); a target at a revision these
+    migrations do not know (newer, or another application's) is refused."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
-    require_known_revision(target)
-    engine = sa.create_engine(sqlalchemy_url(target.url), poolclass=sa.pool.NullPool)
+    own = step is None
+    step = step or StepTransaction(target, alembic=True)
     try:
-        with engine.begin() as conn:
-            before = MigrationContext.configure(conn).get_current_revision()
-            command.upgrade(alembic_config(conn), "head")
-            after = MigrationContext.configure(conn).get_current_revision()
+        require_known_revision(step.pg, target)
+        conn = step.alembic()
+        before = MigrationContext.configure(conn).get_current_revision()
+        command.upgrade(alembic_config(conn), "head")
+        after = MigrationContext.configure(conn).get_current_revision()
+        if own:
+            step.finish(commit=True)
     except sa.exc.OperationalError as exc:
         raise connection_error(target, exc.orig or exc) from None
     except sa.exc.ProgrammingError as exc:
@@ -90,11 +133,12 @@ def upgrade(target: Target) -> dict[str, Any]:
             f"{schema} TO <role>), or connect as the database owner",
         ) from None
     finally:
-        engine.dispose()
+        if own and not step.pg.closed:
+            step.finish(commit=False)
     return {"revision_before": before, "revision_after": after, "head": alembic_head()}
 
 
-def target_columns(target: Target) -> dict[str, dict[str, tuple[str, bool]]]:
+def target_columns(conn: psycopg.Connection) -> dict[str, dict[str, tuple[str, bool]]]:
     """{table: {column: (format_type, nullable)}} of the target schema, in column order."""
     query = """
         SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
@@ -106,9 +150,8 @@ def target_columns(target: Target) -> dict[str, dict[str, tuple[str, bool]]]:
         ORDER BY c.relname, a.attnum
     """
     columns: dict[str, dict[str, tuple[str, bool]]] = {}
-    with connect(target) as conn:
-        for table, column, type_text, nullable in conn.execute(query):
-            columns.setdefault(table, {})[column] = (type_text, nullable)
+    for table, column, type_text, nullable in conn.execute(query):
+        columns.setdefault(table, {})[column] = (type_text, nullable)
     return columns
 
 
@@ -168,20 +211,25 @@ def _table_plans(
 
 def column_map(
     backup: str,
-    target: Target,
+    target: Target | psycopg.Connection,
     column_rules: dict[str, list[str]] | None = None,
     reflected: list[dict[str, Any]] | None = None,
 ) -> list[ColumnPlan]:
     """Pair every source column with its target column and conversion (plus the explicit rules
     the operator chose, keyed "table.column"); a source column with no home, or a target column
-    the source cannot fill, stops the run here, before any data moves."""
+    the source cannot fill, stops the run here, before any data moves. The target's columns are
+    read on the given connection (step 02's transaction), or a new one to the target."""
     column_rules = dict(column_rules or {})
     conn = sqlite_source.open_readonly(backup)
     try:
         tables = sqlite_source.reflect(conn)
     finally:
         conn.close()
-    homes = target_columns(target)
+    if isinstance(target, psycopg.Connection):
+        homes = target_columns(target)
+    else:
+        with connect(target) as pg:
+            homes = target_columns(pg)
     shapes = {shape["name"]: shape for shape in reflected or []}
     plans = []
     for table in tables:
@@ -213,27 +261,38 @@ SCHEMA_MODES = ("alembic", "reflect")
 AGAIN = "run 02_schema again (runbook run SOURCE --steps schema --run-dir RUN_DIR)"
 
 
-def _create(run: RunFolder, target: Target, mode: str, replace_target: bool) -> dict[str, Any]:
-    """The target schema: this migration's tables claimed (a target holding other data is
-    refused), dropped first where the target is replaced, then created by Alembic or from the
-    reflected shapes."""
-    backup = run.read("backup")
+def _create(step: StepTransaction, run: RunFolder, mode: str, replace_target: bool) -> dict:
+    """The target schema, in step 02's transaction: this migration's tables claimed (a target
+    holding other data is refused), dropped first where the target is replaced, then created
+    by Alembic or from the reflected shapes (each reflected object PostgreSQL refuses is listed
+    with its reason)."""
+    backup, target, conn = run.read("backup"), step.target, step.pg
     reflected = reflect.plan(str(run.backup_path)) if mode == "reflect" else None
     tables = [t["target"] for t in reflected["tables"]] if reflected else application_tables()
     replaced = None
     if replace_target:  # step 01 saved the target; only this migration's tables go
         saved = replace.require_saved(run)
-        replaced = {"saved": saved, "dropped": replace.drop_application_tables(target, tables)}
+        replaced = {"saved": saved, "dropped": replace.drop_application_tables(conn, tables)}
     if mode == "alembic":
-        require_known_revision(target)
+        require_known_revision(conn, target)
     earlier = ledger.require_ours_or_empty(
-        target, tables, backup["sha256"], allowed=("alembic_version",), keep_foreign=replace_target
+        conn, target, tables, backup["sha256"], ("alembic_version",), replace_target
     )
-    ledger.claim(target, backup["sha256"], backup["source_name"], mode, tables)
-    if reflected and not earlier:
-        reflect.create(target, reflected)
-    migration = upgrade(target) if mode == "alembic" else None
+    ledger.claim(conn, backup["sha256"], backup["source_name"], mode, tables)
+    if reflected:
+        made = ddl.present if earlier else ddl.create
+        reflected["objects"] = made(conn, reflected["objects"])
+    migration = upgrade(target, step) if mode == "alembic" else None
     return {"replaced": replaced, "reflected": reflected, "migration": migration}
+
+
+def translated_checks(reflected: dict[str, Any] | None) -> dict[str, list[tuple[str, str]]]:
+    """The CHECK constraints PostgreSQL holds, per source table: (name, SQLite expression)."""
+    checks: dict[str, list[tuple[str, str]]] = {}
+    for line in (reflected or {}).get("objects", []):
+        if line["kind"] == "check" and line["outcome"] == "translated":
+            checks.setdefault(line["table"], []).append((line["name"], line["check"]))
+    return checks
 
 
 def prepare(
@@ -242,24 +301,36 @@ def prepare(
     column_rules: dict[str, list[str]] | None = None,
     mode: str = "alembic",
     replace_target: bool = False,
+    on_bad_rows: str = "stop",
 ) -> dict[str, Any]:
     """Create the schema (the application's Alembic migrations, or one reflected from the
     SQLite file), map the columns, scan the backup for misfits, and record all three in
-    `schema.json` (tied to the backup's sha256, so the transfer need not scan again)."""
+    `schema.json` (tied to the backup's sha256, so the transfer need not scan again). All of
+    it is one transaction on the target, committed only when the step passes: when the
+    preflight stops the run (`on_bad_rows="stop"` and misfits), nothing was written."""
     if mode not in SCHEMA_MODES:
         raise RunbookError(f"unknown schema mode {mode!r}", fix="use 'alembic' or 'reflect'")
+    require_policy(on_bad_rows)
     with translated(target, "the schema step", AGAIN):
-        created = _create(run, target, mode, replace_target)
-        reflected = created["reflected"]
-        plans = column_map(
-            str(run.backup_path), target, column_rules, reflected["tables"] if reflected else None
-        )
+        step = StepTransaction(target, alembic=mode == "alembic")
+        written = False
+        try:
+            created = _create(step, run, mode, replace_target)
+            reflected = created["reflected"]
+            plans = column_map(
+                str(run.backup_path), step.pg, column_rules, reflected and reflected["tables"]
+            )
+            preflight = scan(str(run.backup_path), plans, translated_checks(reflected))
+            written = not (preflight["total"] and on_bad_rows == "stop")
+        finally:
+            step.finish(commit=written)
     result = {
         "backup_sha256": run.read("backup")["sha256"],
         "mode": mode,
+        "written": written,
         **created,
         "columns": describe(plans),
-        "preflight": scan(str(run.backup_path), plans),
+        "preflight": preflight,
     }
     run.write("schema", result)
     return result
@@ -275,15 +346,20 @@ def key_facts(result: dict[str, Any]) -> dict[str, Any]:
             "alembic revision after": migration["revision_after"],
         }
     else:
+        outcomes = [line["outcome"] for line in result["reflected"]["objects"]]
         facts = {
             "schema mode": "reflect (built from the SQLite file)",
-            "notes on translation": len(result["reflected"]["notes"]),
+            "schema objects translated": outcomes.count("translated"),
+            "schema objects listed (not in PostgreSQL, see why)": outcomes.count("listed"),
         }
     return facts | {
         "tables mapped": len({c["table"] for c in result["columns"]}),
         "columns mapped": len(result["columns"]),
         "misfit values found by preflight": result["preflight"]["total"],
         "rows that cannot be loaded as they are": result["preflight"]["rows"],
+        "written to the target": "yes"
+        if result.get("written", True)
+        else "no: the preflight stopped the run, the transaction was rolled back",
     }
 
 

@@ -22,7 +22,7 @@ from runbook.columns.plan import (
     integer_key,
     load_order,
     plans_from,
-    rejected_rowids,
+    rejected_rows,
     row_filter,
 )
 from runbook.core import source as sqlite_source
@@ -94,7 +94,7 @@ def _plan(source: Any, schema: dict, backup: dict, rejected: dict) -> list[Table
             where = f" WHERE {selection}" if selection else ""
             count = source.execute(f"SELECT count(*) FROM {quote_ident(name)}{where}").fetchone()
             count = count[0]
-        key = integer_key(reflected[name])
+        key = integer_key(reflected[name], plans[name])
         tables.append(TableLoad(name, plans[name][0].pg_table, plans[name], count, key))
     return tables
 
@@ -120,6 +120,18 @@ def _chunks(conn, source, tables, rejected, workers, state, sha) -> list[Chunk]:
     ]
     ledger.plan_ranges(conn, sha, [(c.table.name, *c.span, c.rows) for c in chunks])
     return chunks
+
+
+def require_written(schema: dict[str, Any]) -> None:
+    """Refuse to load after a step 02 whose preflight stopped the run: it wrote nothing (no
+    schema, no ledger) into the target."""
+    if not schema.get("written", True):
+        raise RunbookError(
+            "step 02 stopped on misfits and wrote nothing to the target, so there is nothing "
+            "to load into",
+            fix='run 02_schema again with on_bad_rows="reject" (runbook run SOURCE '
+            "--on-bad-rows reject), or fix the rows its preflight table lists",
+        )
 
 
 def _require_only_ours(conn, tables: list[TableLoad], state: dict, target: Target) -> None:
@@ -192,8 +204,11 @@ def _load(run: RunFolder, target: Target, tables, prepared: _Prepared, workers: 
             shown.close()
 
 
-def _rebuild(target, tables, prepared: _Prepared, workers: int, phases: _Phases) -> list[dict]:
-    """Rebuild: indexes, foreign keys (added NOT VALID, then validated), sequences, ANALYZE;
+def _rebuild(
+    target, tables, prepared: _Prepared, workers: int, phases: _Phases, floors: dict[str, int]
+) -> list[dict]:
+    """Rebuild: indexes, foreign keys (added NOT VALID, then validated), sequences (past the
+    largest key and past `floors`: every id SQLite's AUTOINCREMENT handed out), ANALYZE;
     returns the sequences set."""
     constraints.build_indexes(target, prepared.indexes, workers)
     phases.done("indexes")
@@ -202,15 +217,17 @@ def _rebuild(target, tables, prepared: _Prepared, workers: int, phases: _Phases)
     )
     phases.done("foreign_keys")
     with connect(target) as conn:
-        sequences = constraints.set_sequences(conn, [t.target for t in tables])
+        sequences = constraints.set_sequences(conn, [t.target for t in tables], floors)
     constraints.analyze(target, [t.target for t in sorted(tables, key=lambda t: -t.rows)], workers)
     phases.done("sequences_analyze")
     return sequences
 
 
-def _table_rows(tables: list[TableLoad], ranges: list[dict], wall_clock: float) -> list[dict]:
-    """Per table: rows (this and earlier attempts), bytes, format, seconds, rows/s and when its
-    COPY began (seconds since the load began)."""
+def _table_rows(
+    tables: list[TableLoad], ranges: list[dict], wall_clock: float, rejected: dict[str, int]
+) -> list[dict]:
+    """Per table: rows (this and earlier attempts), rows rejected into the ledger, bytes,
+    format, seconds, rows/s and when its COPY began (seconds since the load began)."""
     loaded = []
     for t in tables:
         stats = t.stats
@@ -219,6 +236,7 @@ def _table_rows(tables: list[TableLoad], ranges: list[dict], wall_clock: float) 
             {
                 "table": t.name,
                 "rows": sum(r["rows"] for r in ranges if r["table"] == t.name),
+                "rejected": rejected.get(t.name, 0),
                 "bytes": stats.get("bytes", 0),
                 "format": "binary" if t.binary else "text",
                 "seconds": round(seconds, 3),
@@ -240,8 +258,9 @@ def transfer(
     workers = workers or default_workers()
     schema, backup = _inputs(run)
     require_clean(schema["preflight"], on_bad_rows)
+    require_written(schema)
     rejected_counts = write_ledger(run, schema["preflight"]) if schema["preflight"]["rows"] else {}
-    rejected = rejected_rowids(schema["preflight"])
+    rejected = rejected_rows(schema["preflight"])
     sha = backup["sha256"]
     started, wall_clock, phases = datetime.now(UTC), time.time(), _Phases()
     source = open_source(run.backup_path)
@@ -252,7 +271,9 @@ def transfer(
             phases.done("prepare")
             _load(run, target, tables, prepared, workers)
             phases.done("data")
-            sequences = _rebuild(target, tables, prepared, workers, phases)
+            seen = sqlite_source.autoincrement_handed_out(source)
+            floors = {t.target: seen[t.name.lower()] for t in tables if t.name.lower() in seen}
+            sequences = _rebuild(target, tables, prepared, workers, phases, floors)
             with connect(target) as conn:
                 ledger.finish(conn, sha)
                 ranges = ledger.load_state(conn, sha)["ranges"]
@@ -264,7 +285,7 @@ def transfer(
         "started_at": started.isoformat(timespec="seconds"),
         "workers": workers,
         "order": [t.name for t in tables],
-        "tables": _table_rows(tables, ranges, wall_clock),
+        "tables": _table_rows(tables, ranges, wall_clock, rejected_counts),
         "rejected_rows": rejected_counts,
         "indexes": [i["name"] for i in prepared.indexes],
         "foreign_keys": prepared.foreign_keys,
@@ -279,10 +300,15 @@ def transfer(
 
 
 def summary(result: dict[str, Any]) -> str:
-    """One line for the verdict."""
+    """One line for the verdict, saying how many rows of which tables went to the ledger."""
     rows = sum(t["rows"] for t in result["tables"])
+    rejected = {t: n for t, n in result.get("rejected_rows", {}).items() if n}
+    ledger = ""
+    if rejected:
+        per_table = ", ".join(f"{t} {n}" for t, n in sorted(rejected.items()))
+        ledger = f"{sum(rejected.values())} rows rejected into rejects.jsonl ({per_table}); "
     return (
-        f"{rows} rows in {len(result['tables'])} tables copied; "
+        f"{rows} rows in {len(result['tables'])} tables copied; {ledger}"
         f"{len(result['foreign_keys'])} foreign keys validated; "
         f"{len(result['sequences'])} sequences set."
     )
