@@ -4,6 +4,7 @@ tampered target fails verification naming the rows; the password never reaches a
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from datetime import datetime
 from decimal import Decimal
@@ -15,8 +16,9 @@ from commands import runbook
 from fingerprint import fingerprint
 
 from coldchain.sample import generate
+from runbook.cli import DEMO_DATABASE
 from runbook.core.run import sha256_file
-from runbook.core.target import Target, connect
+from runbook.core.target import Target, connect, embedded_target
 
 pytestmark = pytest.mark.e2e
 SCALE = 0.002
@@ -251,3 +253,26 @@ def test_the_run_process_leaves_out_the_iri_checker_and_still_validates_notebook
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["refused", "None"], done.stdout + done.stderr
+
+
+def test_demo_migrates_syncs_and_cuts_over() -> None:
+    """`make demo`'s command, end to end on a small sample: the four steps on a copy that the
+    demo's application keeps writing to, a sync of its changes, then the cutover; each passes,
+    the cutover's record names the bulk run it finished, and the demo database holds the
+    application's last write."""
+    home = Path(os.environ["RUNBOOK_HOME"])
+    done = runbook("demo", "--scale", str(SCALE), env={})
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text
+    assert "runbook sync:\nSync 1: snapshot" in text and "runbook cutover:" in text, text
+    manifests = [json.loads(p.read_text()) for p in (home / "runs").glob("*/manifest.json")]
+    cutovers = [m for m in manifests if m.get("finishes")]
+    assert len(cutovers) == 1 and cutovers[0]["outcome"] == "passed"
+    bulk = next(m for m in manifests if m["run"] == cutovers[0]["finishes"]["run"])
+    assert [s["step"] for s in bulk["steps"]] == ["backup", "schema", "transfer", "verify"]
+    live = sqlite3.connect(home / "data" / "demo-live.db")
+    newest = live.execute("SELECT max(id), count(*) FROM temperature_logs").fetchone()
+    live.close()
+    demo = embedded_target(DEMO_DATABASE)
+    with connect(demo) as conn:
+        assert conn.execute("SELECT max(id), count(*) FROM temperature_logs").fetchone() == newest

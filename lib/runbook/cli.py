@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from runbook.core.target import (
 DEMO_SCALE = 0.02
 DEMO_DATABASE = "coldchain_demo"
 DEMO_URL_ENV = "RUNBOOK_DEMO_DATABASE_URL"
+DEMO_TRAFFIC = 300  # rows the demo's application writes before the sync, and before the cutover
 REPORT_HELP = "hide code in the HTML exports (reviewer's view); the .ipynb keeps everything"
 
 
@@ -109,8 +111,10 @@ def cutover(args: argparse.Namespace) -> int:
 
 
 def demo(scale: float, seed: int, report: bool = False) -> int:
-    """Sample database into `data/`, a fresh database on the embedded server, all four steps."""
+    """Sample database into `data/`, a fresh database on the embedded server; the four steps on
+    a copy of the sample that the demo's application keeps writing to, a sync, the cutover."""
     from coldchain.sample import generate
+    from coldchain.traffic import Traffic
     from runbook.record.runner import run_steps
 
     data = project_home() / "data"
@@ -119,19 +123,32 @@ def demo(scale: float, seed: int, report: bool = False) -> int:
     if not sample.exists():
         counts = generate(sample, scale=scale, seed=seed)
         print(f"Sample database {sample.name}: {sum(counts.values())} rows")
+    live = data / "demo-live.db"  # the demo application's database: the traffic writes here
+    for leftover in (live, Path(f"{live}-wal"), Path(f"{live}-shm")):
+        leftover.unlink(missing_ok=True)
+    shutil.copyfile(sample, live)
     server: Target = embedded_target()
     admin = server.with_database("postgres")
     drop_database(admin, DEMO_DATABASE)
     create_database(admin, DEMO_DATABASE)
     os.environ[DEMO_URL_ENV] = server.with_database(DEMO_DATABASE).url
+    bulk = (runs_root() / new_run_name()).resolve()
     chosen = parameters.RunParameters.checked(
-        {
-            "source_db": str(sample.resolve()),
-            "run_dir": str((runs_root() / new_run_name()).resolve()),
-            "database_url_env": DEMO_URL_ENV,
-        }
+        {"source_db": str(live.resolve()), "run_dir": str(bulk), "database_url_env": DEMO_URL_ENV}
     )
-    return run_steps(list(BULK_STEPS), chosen, runs_root(), report=report)
+    code = run_steps(list(BULK_STEPS), chosen, runs_root(), report=report)
+    for command in ("sync", "cutover") if code == 0 else ():
+        traffic = Traffic(live, seed=seed + len(command))
+        try:
+            written = sum(traffic.run(DEMO_TRAFFIC).values())
+        finally:
+            traffic.close()
+        print(f"\nThe application wrote {written} rows since; runbook {command}:")
+        arguments = [command, str(live), "--run-dir", str(bulk), "--database-url-env"]
+        code = COMMANDS[command](build_parser().parse_args([*arguments, DEMO_URL_ENV]))
+        if code:
+            break
+    return code
 
 
 def reinsert(run_dir: Path, corrected: Path, env_var: str = "DATABASE_URL") -> int:
@@ -233,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     parameters.add_options(cut, steps=("cutover",))
     cut.add_argument("--report", action="store_true", help=REPORT_HELP)
 
-    demo_cmd = sub.add_parser("demo", help="sample + embedded PostgreSQL + all four steps")
+    demo_cmd = sub.add_parser(
+        "demo", help="sample + embedded PostgreSQL: the four steps, a sync, the cutover"
+    )
     demo_cmd.add_argument("--scale", type=float, default=DEMO_SCALE)
     demo_cmd.add_argument("--seed", type=int, default=42)
     demo_cmd.add_argument("--report", action="store_true", help=REPORT_HELP)
