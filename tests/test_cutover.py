@@ -120,6 +120,28 @@ def test_syncs_and_a_cutover_end_equal_to_a_fresh_migration_and_to_one_cutover(
     assert audited.returncode == 0, audited.stdout
 
 
+def test_unique_values_moving_between_rows_are_caught_up(source: Path, tmp_path: Path) -> None:
+    """Two stops of a dispatch trade their sequence numbers (unique per dispatch), and a stop
+    replaced by a new one leaves its number to it: PostgreSQL checks such an index row by row,
+    yet the sync applies both, and the target equals a fresh migration of the file."""
+    with fresh_database("runbook_moves") as target:
+        run = migrate(source, tmp_path / "bulk", target)
+        writer = Traffic(source, seed=5)
+        with writer.conn:
+            writer.new_dispatch([writer.new_order() for _ in range(3)])
+        catchup.catch_up(run, source, target)
+        with writer.conn:
+            writer.swap_stops()
+            writer.replace_stop()
+        assert writer.counts["routes updated"] == 2 and writer.counts["routes deleted"] == 1
+        writer.close()
+        record = catchup.catch_up(run, source, target)
+        routes = record["changes"]["tables"]["dispatch_routes"]
+        assert routes["inserted"] == routes["deleted"] == 1 and routes["updated"] >= 1
+        assert record["unique_indexes_rebuilt"] == ["dispatch_routes_dispatch_id_sequence_key"]
+        assert data_fingerprint(target, TABLES) == fresh_content(source, tmp_path)
+
+
 def test_a_changed_row_that_does_not_fit_follows_on_bad_rows(source: Path, tmp_path: Path) -> None:
     with fresh_database("runbook_cutover_misfit") as target:
         run = migrate(source, tmp_path / "bulk", target)

@@ -4,8 +4,9 @@ foreign keys on (as SQLAlchemy's engine sets them), each operation in its own tr
 
 New orders arrive, get planned into new dispatches with their route stops, orders and
 dispatches move through their statuses, vehicles report temperatures, cancelled orders and
-unstarted dispatches are deleted (a dispatch's stops with it: ON DELETE CASCADE), a driver
-changes vehicles (the drivers ↔ vehicles cycle), and clients update their contacts.
+unstarted dispatches are deleted (a dispatch's stops with it: ON DELETE CASCADE), stops swap
+places or are replaced (a unique sequence number moving between rows), a driver changes
+vehicles (the drivers ↔ vehicles cycle), and clients update their contacts.
 Deterministic for a seed. `misfit()` writes one value that does not fit its column."""
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 ORDER_STATUSES = ("PENDING", "ASSIGNED", "PICKED_UP", "IN_TRANSIT", "DELIVERED", "CANCELLED")
-DISPATCH_STATUSES = ("PLANNED", "IN_PROGRESS", "COMPLETED")
 ZONES = ("FROZEN", "CHILLED", "AMBIENT")
 STREETS = ("테헤란로", "올림픽로", "양재대로", "판교역로", "서해안로", "중부대로")
 
@@ -46,9 +46,6 @@ class Traffic:
             seconds=self.rng.randint(1, 40), microseconds=self.rng.randint(0, 999_999)
         )
         return _ts(self.clock)
-
-    def _ids(self, table: str, where: str = "1") -> list[int]:
-        return [r for (r,) in self.conn.execute(f"SELECT id FROM {table} WHERE {where}")]
 
     def _pick(self, table: str, where: str = "1", recent: int = 2000) -> int | None:
         """A random row among about the most recent `recent` rows matching `where` (traffic is
@@ -259,6 +256,44 @@ class Traffic:
             self._done("dispatches deleted")
             self._done("routes deleted by cascade", stops)
 
+    def _stops(self) -> tuple[int, list[tuple[int, int]]] | None:
+        """A planned dispatch of this writer's with 2+ stops: its id and stops (id, sequence)."""
+        for dispatch in self.rng.sample(self.planned, len(self.planned)):
+            stops = self.conn.execute(
+                "SELECT id, sequence FROM dispatch_routes WHERE dispatch_id = ? ORDER BY sequence",
+                [dispatch],
+            ).fetchall()
+            if len(stops) >= 2:
+                return dispatch, stops
+        return None
+
+    def swap_stops(self) -> None:
+        """Two stops of a planned dispatch trade their sequence numbers (unique per dispatch)
+        through a free one, as SQLite's unique index needs."""
+        found = self._stops()
+        if found is not None:
+            (a, first), (b, second) = self.rng.sample(found[1], 2)
+            update = "UPDATE dispatch_routes SET sequence = ? WHERE id = ?"
+            self.conn.executemany(update, [[-1, a], [first, b], [second, a]])
+            self._done("routes updated", 2)
+
+    def replace_stop(self) -> None:
+        """A dispatcher replaces a stop: it is deleted, and a new stop for another order takes
+        its sequence number."""
+        found = self._stops()
+        order = self._pick("orders", "status = 'PENDING'")
+        if found is not None and order is not None:
+            dispatch, stops = found
+            stop, sequence = self.rng.choice(stops)
+            self.conn.execute("DELETE FROM dispatch_routes WHERE id = ?", [stop])
+            self.conn.execute(
+                "INSERT INTO dispatch_routes (dispatch_id, order_id, sequence, stop_type, eta, "
+                "distance_from_prev_km, is_completed) VALUES (?, ?, ?, 'DELIVERY', ?, ?, 0)",
+                [dispatch, order, sequence, self._now(), round(self.rng.uniform(1, 30), 2)],
+            )
+            self._done("routes deleted")
+            self._done("routes inserted")
+
     def reassign_driver(self) -> None:
         """A driver takes over another vehicle: both sides of the drivers ↔ vehicles cycle."""
         driver = self._pick("drivers", recent=10**9)
@@ -351,6 +386,10 @@ class Traffic:
                 self.user_logs_in()
             if self.rng.random() < 0.1:
                 self.acknowledge_alert()
+            if self.rng.random() < 0.05:
+                self.swap_stops()
+            if self.rng.random() < 0.05:
+                self.replace_stop()
 
         self._transaction(work)
 

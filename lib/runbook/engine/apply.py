@@ -17,7 +17,7 @@ import psycopg
 
 from runbook.columns.plan import ColumnPlan
 from runbook.core.source import Table, autoincrement_handed_out, quote_ident
-from runbook.engine import loader
+from runbook.engine import loader, moves
 from runbook.engine.constraints import add_helper_indexes, set_sequences
 from runbook.engine.delta import Delta, TableChanges
 
@@ -170,13 +170,18 @@ def apply(
     transaction: new versions upserted parents first, cyclic references set, removed rows
     deleted children first, sequences moved. A parent losing `helper_deletes` rows or more
     first gets its large children's referencing columns indexed (`constraints`: each deleted
-    row would otherwise scan them). The caller records the sync in the ledger in the same
-    transaction and commits. Returns rows deleted per table, helper indexes, sequences set."""
+    row would otherwise scan them); a unique value moving between rows has its index set aside
+    and made again (`moves`). The caller records the sync in the ledger in the same
+    transaction and commits. Returns rows deleted per table, helper indexes, unique indexes
+    rebuilt, sequences set."""
     loader.register_dumpers(conn)
     losing = {item.target for item in items if len(item.removed) >= helper_deletes}
     helpers = add_helper_indexes(conn, tables, losing) if losing else []
     for item in items:
         _stream_new_versions(conn, source, item)
+    aside = moves.set_aside(
+        conn, [(item.target, item.temporary, item.key) for item in items if item.upserted]
+    )
     for item in items:
         if item.upserted:
             _upsert(conn, item)
@@ -190,10 +195,16 @@ def apply(
     for item in reversed(items):
         if item.table.name in gone:
             deleted[item.table.name] = _delete(conn, item, gone[item.table.name])
+    moves.restore(conn, aside)
     seen = autoincrement_handed_out(source)
     floors = {i.target: seen[i.table.name.lower()] for i in items if i.table.name.lower() in seen}
     sequences = set_sequences(conn, [item.target for item in items if item.upserted], floors)
-    return {"deleted": deleted, "helper_indexes": helpers, "sequences": sequences}
+    return {
+        "deleted": deleted,
+        "helper_indexes": helpers,
+        "unique_indexes_rebuilt": aside.names,
+        "sequences": sequences,
+    }
 
 
 def plan_items(

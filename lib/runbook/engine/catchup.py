@@ -258,6 +258,7 @@ def catch_up(
         compared_rows=found.compared_rows,
         sequences=applied["sequences"],
         helper_indexes=applied["helper_indexes"],
+        unique_indexes_rebuilt=applied["unique_indexes_rebuilt"],
         preflight={k: plan.preflight[k] for k in ("total", "rows", "summary", "findings")},
     )
     _write_record(bulk, record, new, plan)

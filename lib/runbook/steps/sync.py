@@ -36,6 +36,9 @@ def summary(record: dict[str, Any]) -> list[str]:
         f"({', '.join(f'{k} {v:.1f} s' for k, v in seconds.items())}); "
         f"{record['pages']['changed']} of {record['pages']['compared']} pages changed"
     )
+    if record.get("unique_indexes_rebuilt"):
+        rebuilt = ", ".join(record["unique_indexes_rebuilt"])
+        lines.append(f"  unique values moved between rows: {rebuilt} rebuilt in the transaction")
     if record["preflight"]["rows"]:
         lines.append(f"  {record['preflight']['rows']} rows held back (see sync/rejects-*.jsonl)")
     if record.get("forecast"):
