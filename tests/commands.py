@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+
+import psutil
 
 
 def runbook(
@@ -20,3 +26,29 @@ def runbook(
         timeout=900,
         cwd=cwd,
     )
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL the runbook command and everything it started (kernel, loader processes)."""
+    try:
+        family = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    for member in [psutil.Process(process.pid), *family]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def wait_until(
+    condition: Callable[[], bool], process: subprocess.Popen, what: str, seconds: float = 300
+) -> bool:
+    """Poll `condition` until it holds (True) or `process` ended first (False); the test fails
+    when neither happened within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if process.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds:g} s"
+        time.sleep(0.02)
+    return True

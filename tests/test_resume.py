@@ -3,18 +3,16 @@ with the same command run again: PASS, and the same content as a run never inter
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+from commands import kill_tree
 from fingerprint import data_fingerprint
 
 from coldchain.models import Base
@@ -35,18 +33,6 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         command(*args), env={**os.environ, **env}, capture_output=True, text=True, timeout=600
     )
-
-
-def kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL the runbook command and everything it started (kernel, loader processes)."""
-    try:
-        family = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
-    for member in [psutil.Process(process.pid), *family]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.send_signal(signal.SIGKILL)
-    process.wait()
 
 
 @pytest.fixture(scope="module")

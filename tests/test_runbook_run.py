@@ -261,11 +261,14 @@ def test_demo_migrates_syncs_and_cuts_over() -> None:
     the cutover's record names the bulk run it finished, and the demo database holds the
     application's last write."""
     home = Path(os.environ["RUNBOOK_HOME"])
+    earlier = set((home / "runs").glob("*/manifest.json"))  # other tests' runs
     done = runbook("demo", "--scale", str(SCALE), env={})
     text = done.stdout + done.stderr
     assert done.returncode == 0, text
     assert "runbook sync:\nSync 1: snapshot" in text and "runbook cutover:" in text, text
-    manifests = [json.loads(p.read_text()) for p in (home / "runs").glob("*/manifest.json")]
+    made = set((home / "runs").glob("*/manifest.json")) - earlier
+    manifests = [json.loads(p.read_text()) for p in made]
+    assert len(manifests) == 2
     cutovers = [m for m in manifests if m.get("finishes")]
     assert len(cutovers) == 1 and cutovers[0]["outcome"] == "passed"
     bulk = next(m for m in manifests if m["run"] == cutovers[0]["finishes"]["run"])

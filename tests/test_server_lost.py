@@ -7,11 +7,10 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from commands import wait_until
 
 from coldchain.sample import generate
 from runbook.core.target import Target, connect, create_database
@@ -44,14 +43,6 @@ def _checksums_running(target: Target) -> bool:
             "WHERE pid <> pg_backend_pid() AND query LIKE '%string_agg%'"
         )
         return busy.fetchone()[0] > 0
-
-
-def _wait(condition: Callable[[], bool], process: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 300
-    while not condition():
-        assert process.poll() is None, f"the run ended before {what}"
-        assert time.monotonic() < deadline, f"{what} did not happen"
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +86,9 @@ def test_the_server_lost_mid_step_is_one_sentence_and_no_traceback(
         "verify": lambda: _checksums_running(target),  # in the middle of the checksums
     }
     try:
-        _wait(conditions[step], process, f"step {step} reached its server work")
+        assert wait_until(conditions[step], process, f"step {step} reaching its server work"), (
+            f"the run ended before step {step} reached its server work"
+        )
         scram_server.stop("immediate")
         output, _ = process.communicate(timeout=300)
     finally:

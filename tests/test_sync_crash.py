@@ -6,16 +6,13 @@ accepts."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
+from commands import kill_tree, wait_until
 from fingerprint import data_fingerprint
 from migration import TABLES, fresh_content, migrate
 
@@ -42,17 +39,6 @@ def run(args: list[str], target: Target) -> subprocess.CompletedProcess:
     )
 
 
-def kill_tree(process: subprocess.Popen) -> None:
-    try:
-        family = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
-    for member in [psutil.Process(process.pid), *family]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.send_signal(signal.SIGKILL)
-    process.wait()
-
-
 def applied(target: Target, sha: str) -> int:
     with connect(target) as conn:
         return len(ledger.applied_syncs(conn, sha))
@@ -66,17 +52,6 @@ def applying(target: Target) -> bool:
             "AND query ILIKE '%runbook_delta%'"
         )
         return busy.fetchone()[0] > 0
-
-
-def wait_for(condition, process: subprocess.Popen, what: str) -> bool:
-    """Poll until `condition` holds; False when the process ended first."""
-    deadline = time.monotonic() + 120
-    while not condition():
-        if process.poll() is not None:
-            return False
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +94,7 @@ def test_a_sync_killed_at_any_moment_leaves_one_snapshot_and_succeeds_again(
             lambda: applying(target),  # inside the apply's transaction
             lambda: bool(list((run.path / "sync").glob("*.db"))),  # comparing, or later
         ]
-        wait_for(moments[attempt % 3], process, "the sync reached its moment")
+        wait_until(moments[attempt % 3], process, "the sync reaching its moment", 120)
         kill_tree(process)
         done = applied(target, run.read("backup")["sha256"])
         if done == 0:
@@ -154,7 +129,9 @@ def test_a_sync_whose_server_goes_down_says_so_and_succeeds_again(
         text=True,
     )
     try:
-        assert wait_for(lambda: applying(target), process, "the apply began"), "sync ended early"
+        assert wait_until(lambda: applying(target), process, "the apply beginning", 120), (
+            "sync ended early"
+        )
         scram_server.stop("immediate")
         output, _ = process.communicate(timeout=300)
     finally:

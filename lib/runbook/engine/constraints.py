@@ -57,12 +57,10 @@ def secondary_indexes(conn: psycopg.Connection, tables: list[str]) -> list[dict[
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def present(
-    conn: psycopg.Connection, fks: list[dict], indexes: list[dict]
-) -> tuple[list[dict], list[dict]]:
-    """Those of the recorded foreign keys and indexes the catalog has (an interrupted load may
-    have dropped some, or rebuilt some before it stopped)."""
-    names = {
+def catalog_names(conn: psycopg.Connection) -> set[str]:
+    """The names of the current schema's relations (tables, indexes, sequences, views) and
+    constraints."""
+    return {
         name
         for (name,) in conn.execute(
             "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
@@ -70,6 +68,14 @@ def present(
             "WHERE connamespace = current_schema()::regnamespace"
         )
     }
+
+
+def present(
+    conn: psycopg.Connection, fks: list[dict], indexes: list[dict]
+) -> tuple[list[dict], list[dict]]:
+    """Those of the recorded foreign keys and indexes the catalog has (an interrupted load may
+    have dropped some, or rebuilt some before it stopped)."""
+    names = catalog_names(conn)
     return [f for f in fks if f["name"] in names], [i for i in indexes if i["name"] in names]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from runbook.core.errors import RunbookError, first_line
+from runbook.engine.constraints import catalog_names
 
 TABLES = ("table", "virtual table")
 # the order objects are made in: a column's type and collation before the indexes and keys on it
@@ -118,14 +119,7 @@ def create(conn: psycopg.Connection, found: list[dict[str, Any]]) -> list[dict[s
 def present(conn: psycopg.Connection, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The objects table of a schema an earlier run of step 02 made (the same backup): each
     translated object is looked up in the target's catalog, and listed where it is absent."""
-    names = {
-        name
-        for (name,) in conn.execute(
-            "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
-            "UNION SELECT conname FROM pg_constraint "
-            "WHERE connamespace = current_schema()::regnamespace"
-        )
-    }
+    names = catalog_names(conn)
     columns = {
         (table, column): (collation, type_text, has_default)
         for table, column, collation, type_text, has_default in conn.execute(
