@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from runbook.core import source as sqlite_source
 from runbook.core.errors import first_line
 from runbook.core.target import Target, connect, create_database, drop_database, mask_text
@@ -49,6 +51,29 @@ def sizes(target: Target, final: Path, tables: dict[str, str]) -> list[dict[str,
     ]
 
 
+def _statements(conn: psycopg.Connection) -> str:
+    """Whether pg_stat_statements is there: installed, preloaded only, or what is missing (a
+    role without pg_read_all_settings may not read shared_preload_libraries)."""
+    installed, shipped = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'), "
+        "EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements')"
+    ).fetchone()
+    if installed:
+        return "installed"
+    try:
+        with conn.transaction():
+            preload = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        preload = None
+    if preload is not None and "pg_stat_statements" in preload:
+        return "preloaded, not installed in this database (CREATE EXTENSION pg_stat_statements)"
+    if not shipped:
+        return "not available: the server's packages do not include it"
+    if preload is None:
+        return "not installed; whether it is preloaded, this role may not read"
+    return "not available (add it to shared_preload_libraries, then CREATE EXTENSION)"
+
+
 def server_facts(target: Target, tables: list[str]) -> dict[str, Any]:
     """Connections on the database, pg_stat_statements, the tables' last ANALYZE, and the
     application's pool (pool_size + max_overflow per process) against max_connections."""
@@ -58,10 +83,7 @@ def server_facts(target: Target, tables: list[str]) -> dict[str, Any]:
             "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
             "GROUP BY 1, 2 ORDER BY 3 DESC"
         ).fetchall()
-        statements = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'), "
-            "current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'"
-        ).fetchone()
+        statements = _statements(conn)
         limits = conn.execute(
             "SELECT current_setting('max_connections')::int, "
             "current_setting('superuser_reserved_connections')::int"
@@ -75,13 +97,7 @@ def server_facts(target: Target, tables: list[str]) -> dict[str, Any]:
     usable = limits[0] - limits[1]
     return {
         "connections": [{"application": a, "state": s, "count": n} for a, s, n in connections],
-        "pg_stat_statements": (
-            "installed"
-            if statements[0]
-            else "preloaded, not installed in this database"
-            if statements[1]
-            else "not available (add it to shared_preload_libraries)"
-        ),
+        "pg_stat_statements": statements,
         "analyzed": {name: str(at) if at else "never" for name, at in analyzed},
         "pool": {
             **POOL,

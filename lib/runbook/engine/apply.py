@@ -1,6 +1,6 @@
 """Applying a delta to the target in one transaction: the new versions of inserted and updated
 rows are streamed from the new snapshot by the bulk load's own conversions (`loader`) into
-temporary tables, then upserted parents first; deleted rows go children first; sequences move
+staging tables, then upserted parents first; deleted rows go children first; sequences move
 past the new largest keys; and the sync is recorded in the target's ledger in the same
 transaction, so a crash leaves the target at the previous snapshot or the new one.
 
@@ -43,7 +43,7 @@ class TableApply:
         return [by_name[c] for c in self.table.primary_key]
 
     @property
-    def temporary(self) -> str:
+    def staging(self) -> str:
         return f"runbook_delta_{self.target}"[:63]
 
 
@@ -77,14 +77,15 @@ def cycles(tables: dict[str, Table]) -> set[tuple[str, str]]:
 
 def _stream_new_versions(conn: psycopg.Connection, source: Any, item: TableApply) -> None:
     """The new versions of the table's changed rows, converted as the bulk load converts them,
-    into a temporary table shaped like the target table (dropped at commit)."""
+    into a staging table shaped like the target table. Staging tables are unlogged tables of
+    the current schema, made and dropped inside the transaction: the least-privilege role may
+    create there, while a temporary table needs the database's TEMPORARY right."""
     conn.execute(
-        f"CREATE TEMP TABLE {quote_ident(item.temporary)} "
-        f"(LIKE {quote_ident(item.target)}) ON COMMIT DROP"
+        f"CREATE UNLOGGED TABLE {quote_ident(item.staging)} (LIKE {quote_ident(item.target)})"
     )
     if not item.upserted:
         return
-    load = loader.TableLoad(item.table.name, item.temporary, item.plans, len(item.upserted), None)
+    load = loader.TableLoad(item.table.name, item.staging, item.plans, len(item.upserted), None)
     rowids = ",".join(str(int(r)) for r in item.upserted)
     where = f"rowid IN (SELECT value FROM json_each('[{rowids}]'))"
     job = loader.chunk_job(loader.Chunk(load, where, len(item.upserted)))
@@ -111,7 +112,7 @@ def _upsert(conn: psycopg.Connection, item: TableApply) -> None:
     )
     conn.execute(
         f"INSERT INTO {quote_ident(item.target)} ({', '.join(map(quote_ident, columns))}) "
-        f"SELECT {', '.join(values)} FROM {quote_ident(item.temporary)} "
+        f"SELECT {', '.join(values)} FROM {quote_ident(item.staging)} "
         f"ON CONFLICT ({', '.join(map(quote_ident, item.key))}) {action}"
     )
 
@@ -123,17 +124,16 @@ def _set_cyclic(conn: psycopg.Connection, item: TableApply) -> None:
     assignments = ", ".join(f"{quote_ident(c)} = d.{quote_ident(c)}" for c in item.cyclic)
     conn.execute(
         f"UPDATE {quote_ident(item.target)} t SET {assignments} "
-        f"FROM {quote_ident(item.temporary)} d WHERE {_key_match(item, 't', 'd')}"
+        f"FROM {quote_ident(item.staging)} d WHERE {_key_match(item, 't', 'd')}"
     )
 
 
 def _keys_table(conn: psycopg.Connection, item: TableApply) -> str:
-    """The keys to delete in a temporary table, typed like the target's key columns."""
-    name = quote_ident(f"{item.temporary}_gone"[:63])
+    """The keys to delete in a staging table, typed like the target's key columns."""
+    name = quote_ident(f"{item.staging}_gone"[:63])
     key = ", ".join(map(quote_ident, item.key))
     conn.execute(
-        f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {key} FROM {quote_ident(item.target)} "
-        "WITH NO DATA"
+        f"CREATE UNLOGGED TABLE {name} AS SELECT {key} FROM {quote_ident(item.target)} WITH NO DATA"
     )
     with conn.cursor().copy(f"COPY {name} ({key}) FROM STDIN") as copy:
         for row in item.removed:
@@ -180,7 +180,7 @@ def apply(
     for item in items:
         _stream_new_versions(conn, source, item)
     aside = moves.set_aside(
-        conn, [(item.target, item.temporary, item.key) for item in items if item.upserted]
+        conn, [(item.target, item.staging, item.key) for item in items if item.upserted]
     )
     for item in items:
         if item.upserted:
@@ -196,6 +196,10 @@ def apply(
         if item.table.name in gone:
             deleted[item.table.name] = _delete(conn, item, gone[item.table.name])
     moves.restore(conn, aside)
+    for item in items:  # the staging tables go with the transaction that made them
+        conn.execute(f"DROP TABLE {quote_ident(item.staging)}")
+    for name in gone.values():
+        conn.execute(f"DROP TABLE {name}")
     seen = autoincrement_handed_out(source)
     floors = {i.target: seen[i.table.name.lower()] for i in items if i.table.name.lower() in seen}
     sequences = set_sequences(conn, [item.target for item in items if item.upserted], floors)

@@ -63,7 +63,7 @@ def _collides(
 
 
 def set_aside(conn: psycopg.Connection, tables: list[tuple[str, str, list[str]]]) -> SetAside:
-    """For each (table, temporary table of its new versions, primary key): drop the unique
+    """For each (table, staging table of its new versions, primary key): drop the unique
     indexes a new version collides on, and the foreign keys relying on them, in the caller's
     transaction; what `restore` makes again."""
     aside = SetAside()

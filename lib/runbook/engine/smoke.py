@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from runbook.core.errors import RunbookError, first_line
-from runbook.core.target import Target, libpq_url, mask_text
+from runbook.core.target import Target, libpq_url, mask_text, sqlalchemy_url
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -28,8 +28,10 @@ def load() -> None:
 
 
 def application_url(target: Target) -> str:
-    """The target as the application connects to it: SQLAlchemy with psycopg2."""
-    return "postgresql+psycopg2://" + libpq_url(target.url)[len("postgresql://") :]
+    """The target as the application connects to it: SQLAlchemy with psycopg2 (TLS parameters
+    and all), with the runbook's session settings, so a migration role's low timeouts do not
+    end the smoke test."""
+    return sqlalchemy_url("postgresql+psycopg2://" + libpq_url(target.url)[len("postgresql://") :])
 
 
 def _insert_order(session: Session) -> tuple[int, int]:

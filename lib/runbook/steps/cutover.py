@@ -25,6 +25,10 @@ from runbook.engine import aftercare, catchup, constraints, delta, ledger, reche
 from runbook.engine.checksums import checksums, shapes_of
 
 AGAIN = "run the cutover again: it applies what is missing and checks again"
+AFTER = (  # after the window: the application is on PostgreSQL, the cutover's PASS stands
+    "the cutover itself passed (cutover.json); fix the cause and run the notebook's cells "
+    "after the window again in JupyterLab"
+)
 FINAL_SNAPSHOT = "source-final.db"  # the snapshot the target equals, kept with the cutover
 
 
@@ -272,14 +276,15 @@ def report(cut: Cutover) -> dict[str, Any]:
     bulk = catchup.bulk_run(cut.bulk)
     names = {name: plans[0].pg_table for name, plans in bulk.plans.items()}
     changed = [names[n] for n in cut.facts["final_sync"]["changes"] if n in names]
-    with connect(cut.target, autocommit=True) as conn:
-        for table in changed:
-            conn.execute(f"ANALYZE {quote_ident(table)}")
     final = bulk.snapshot_path(cut.facts["final_sync"]["snapshot_sha256"])
-    found = {
-        "sizes": aftercare.sizes(cut.target, final, names),
-        **aftercare.server_facts(cut.target, list(names.values())),
-    }
+    with translated(cut.target, "the post-migration report", AFTER):
+        with connect(cut.target, autocommit=True) as conn:
+            for table in changed:
+                conn.execute(f"ANALYZE {quote_ident(table)}")
+        found = {
+            "sizes": aftercare.sizes(cut.target, final, names),
+            **aftercare.server_facts(cut.target, list(names.values())),
+        }
     cut.facts["report"] = found
     cut.save()
     return found
@@ -300,7 +305,8 @@ def backup_drill(cut: Cutover, workers: int = 0) -> dict[str, Any]:
         bad = [t["table"] for t in tables if t["source_checksum"] != t["target_checksum"]]
         return "PASS: every table's checksum matches" if not bad else f"FAIL: {', '.join(bad)}"
 
-    found = aftercare.backup_drill(cut.run.path, cut.target, verify)
+    with translated(cut.target, "the first PostgreSQL backup", AFTER):
+        found = aftercare.backup_drill(cut.run.path, cut.target, verify)
     cut.facts["backup"] = found
     cut.save()
     return found
