@@ -9,8 +9,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
+
+from runbook.core.target import Target, connect
+
+
+def command(*args: str) -> list[str]:
+    """The argv of `runbook ARGS` run by this interpreter."""
+    return [sys.executable, "-m", "runbook.cli", *args]
 
 
 def runbook(
@@ -19,7 +27,7 @@ def runbook(
     """`runbook ARGS` with `env` over this process's environment, started through `wrapper`
     (e.g. setpriv) when given, in folder `cwd` when given; output captured."""
     return subprocess.run(
-        [*wrapper, sys.executable, "-m", "runbook.cli", *args],
+        [*wrapper, *command(*args)],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -52,3 +60,29 @@ def wait_until(
         assert time.monotonic() < deadline, f"{what} did not happen within {seconds:g} s"
         time.sleep(0.02)
     return True
+
+
+def start_transfer(source: Path, run_dir: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Steps 01 and 02 of a run (they must pass), then step 03 in the background (its output
+    discarded) for the test to interrupt."""
+    prepared = runbook(
+        "run", str(source), "--run-dir", str(run_dir), "--steps", "backup,schema", env=env
+    )
+    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    return subprocess.Popen(
+        command("run", str(source), "--run-dir", str(run_dir), "--steps", "transfer"),
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def query_running(target: Target, fragment: str) -> bool:
+    """Another session of the target is running a statement whose text contains `fragment`."""
+    with connect(target) as conn:
+        busy = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND query ILIKE %s",
+            (f"%{fragment}%",),
+        )
+        return busy.fetchone()[0] > 0

@@ -11,7 +11,6 @@ reason where one is absent."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
@@ -19,9 +18,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from commands import kill_tree, runbook
+from commands import kill_tree, runbook, start_transfer
 from fingerprint import fingerprint
-from test_resume import command, load_status, planned_ranges, wait_for_loading
+from test_resume import load_status, planned_ranges, wait_for_loading
 from test_resume import wait_for_ranges as wait_for_complete_ranges
 from throwaway_server import (
     Certificates,
@@ -271,16 +270,7 @@ def test_pgbouncer_in_transaction_mode_is_refused_naming_the_direct_url_and_resu
     target = Target(direct, "external", "test")
     env = {"DATABASE_URL": direct, "RUNBOOK_SPLIT_ROWS": "400"}
     first = tmp_path / "first"
-    prepared = runbook(
-        "run", str(source), "--run-dir", str(first), "--steps", "backup,schema", env=env
-    )
-    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
-    process = subprocess.Popen(
-        command("run", str(source), "--run-dir", str(first), "--steps", "transfer"),
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_transfer(source, first, env)
     wait_for_loading(target, process)
     wait_for_complete_ranges(target, process, planned_ranges(target) // 2)
     kill_tree(process)

@@ -7,12 +7,11 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from commands import kill_tree
+from commands import command, kill_tree, start_transfer
 from fingerprint import data_fingerprint
 
 from coldchain.models import Base
@@ -23,10 +22,6 @@ from runbook.record.reference import fresh_database
 TABLES = list(Base.metadata.tables)
 KILLS = int(os.environ.get("RUNBOOK_KILL_RUNS", "3"))  # the soak check uses 10
 SPLIT = {"RUNBOOK_SPLIT_ROWS": "4000"}  # many key ranges, so kills land between and inside them
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "runbook.cli", *args]
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -96,16 +91,7 @@ def test_a_run_killed_during_the_transfer_ends_in_pass_when_run_again(
     with fresh_database("runbook_resume") as target:
         env = {"DATABASE_URL": target.url, **SPLIT}
         first = tmp_path / "first"
-        prepared = run(
-            ["run", str(source), "--run-dir", str(first), "--steps", "backup,schema"], env
-        )
-        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
-        process = subprocess.Popen(
-            command("run", str(source), "--run-dir", str(first), "--steps", "transfer"),
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = start_transfer(source, first, env)
         wait_for_loading(target, process)
         # a random moment within the data load: after a random number of its key ranges
         total = planned_ranges(target)

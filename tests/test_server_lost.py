@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from commands import wait_until
+from commands import query_running, wait_until
 
 from coldchain.sample import generate
 from runbook.core.target import Target, connect, create_database
@@ -37,12 +37,7 @@ def _range_loaded(target: Target) -> bool:
 
 
 def _checksums_running(target: Target) -> bool:
-    with connect(target) as conn:
-        busy = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE pid <> pg_backend_pid() AND query LIKE '%string_agg%'"
-        )
-        return busy.fetchone()[0] > 0
+    return query_running(target, "string_agg")
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from commands import kill_tree, wait_until
+from commands import command, kill_tree, query_running, wait_until
 from fingerprint import data_fingerprint
 from migration import TABLES, fresh_content, migrate
 
@@ -23,10 +22,6 @@ from runbook.engine import ledger
 from runbook.record.reference import fresh_database
 
 KILLS = int(os.environ.get("RUNBOOK_KILL_RUNS", "3"))
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "runbook.cli", *args]
 
 
 def run(args: list[str], target: Target) -> subprocess.CompletedProcess:
@@ -45,13 +40,8 @@ def applied(target: Target, sha: str) -> int:
 
 
 def applying(target: Target) -> bool:
-    """A sync's transaction is writing (its temporary tables are being filled or used)."""
-    with connect(target) as conn:
-        busy = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-            "AND query ILIKE '%runbook_delta%'"
-        )
-        return busy.fetchone()[0] > 0
+    """A sync's transaction is writing (its staging tables are being filled or used)."""
+    return query_running(target, "runbook_delta")
 
 
 @pytest.fixture(scope="module")
