@@ -73,6 +73,20 @@ def test_run_migrates_verifies_and_archives(
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["outcome"] == "passed"
     assert [s["outcome"] for s in manifest["steps"]] == ["passed"] * 4
+    # where each step's wall time went: the library call apart from the notebook machinery
+    for step in manifest["steps"]:
+        parts = step["parts"]
+        assert set(parts) == {
+            "kernel_start",
+            "setup",
+            "library_call",
+            "display",
+            "other",
+            "export",
+        }, step["step"]
+        assert parts["library_call"] > 0 and parts["export"] > 0, step["step"]
+        inside = sum(v for k, v in parts.items() if k != "export")
+        assert abs(inside - step["seconds"]) < 0.1, step  # export: in the background
     assert manifest["source_sha256"] == sha256_file(run_dir / "source-backup.db")
     # the SQLite libraries that read the source are on record
     assert manifest["versions"]["sqlite (standard module)"] == sqlite3.sqlite_version
