@@ -159,3 +159,14 @@ def test_a_value_the_gate_accepts_passes_every_check(target_type: str) -> None:
     ).fetchall()
     assert accepted, "the gate accepts the common spelling"
     assert [v for v, failed in accepted if failed] == []
+
+
+def test_a_scan_in_rowid_ranges_finds_what_one_pass_finds(dirty, plans, monkeypatch) -> None:
+    from runbook.engine import preflight
+
+    whole = scan(str(dirty[0]), plans)
+    monkeypatch.setattr(preflight, "SPLIT_ROWS", 3)  # every table in ranges of 3 rowids
+    monkeypatch.setattr(preflight, "THREADS", 3)
+    in_ranges = scan(str(dirty[0]), plans)
+    assert whole.pop("seconds").keys() == in_ranges.pop("seconds").keys()
+    assert in_ranges == whole  # the same findings, in the same order

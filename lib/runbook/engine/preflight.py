@@ -3,8 +3,10 @@ every row that depends on such a row, found inside SQLite before a row is writte
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from typing import Any
 
@@ -85,7 +87,7 @@ def _scan_values(
     conn: sqlite3.Connection,
     table: sqlite_source.Table,
     plans: list[ColumnPlan],
-    found: Findings,
+    found: Findings | _Recorded,
     only: str = "",
 ) -> None:
     """Every value check of the conversion table and NOT NULL, in one pass over the rows `only`
@@ -196,6 +198,63 @@ def _scan_unique(
             )
 
 
+SPLIT_ROWS = 200_000  # a larger table's values are scanned in rowid ranges of this many rows
+THREADS = min(4, os.cpu_count() or 1)  # ranges scanned at once, each on its own connection
+
+
+class _Recorded(list):
+    """The findings of one range, in order, added to the whole scan's when all are done."""
+
+    def add(self, *finding: Any) -> None:
+        self.append(finding)
+
+
+def _ranges(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[str]:
+    """`only` clauses cutting a large rowid table into ranges of about SPLIT_ROWS rowids, in
+    rowid order (the order of one pass); the whole table (one empty clause) otherwise."""
+    if not table.rowid:
+        return [""]
+    low, high = conn.execute(
+        f"SELECT min(rowid), max(rowid) FROM {quote_ident(table.name)}"
+    ).fetchone()
+    if low is None or high - low < SPLIT_ROWS:
+        return [""]
+    return [
+        f"rowid BETWEEN {start} AND {min(start + SPLIT_ROWS - 1, high)}"
+        for start in range(low, high + 1, SPLIT_ROWS)
+    ]
+
+
+def _scan_values_in_parts(
+    backup: str,
+    conn: sqlite3.Connection,
+    tables: dict[str, sqlite_source.Table],
+    plans: dict[str, list[ColumnPlan]],
+) -> dict[str, tuple[list[tuple], float]]:
+    """The values scan of every table, its ranges in THREADS threads (SQLite runs a query
+    without holding Python's GIL): per table, its findings in one pass's order and the seconds
+    its ranges took, summed (a second core, when free, takes half the rows; measured with
+    both cores busy with other work: 8.5 s → 7.1-8.2 s for 1.2M rows, the same findings)."""
+    tasks = [(name, only) for name in plans for only in _ranges(conn, tables[name])]
+
+    def scan_range(task: tuple[str, str]) -> tuple[_Recorded, float]:
+        name, only = task
+        clock, recorded = time.perf_counter(), _Recorded()
+        part = open_source(backup)
+        try:
+            _scan_values(part, tables[name], plans[name], recorded, only)
+        finally:
+            part.close()
+        return recorded, time.perf_counter() - clock
+
+    with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="preflight") as pool:
+        done = list(pool.map(scan_range, tasks))
+    parts: dict[str, tuple[list[tuple], float]] = {name: ([], 0.0) for name in plans}
+    for (name, _), (recorded, spent) in zip(tasks, done, strict=True):
+        parts[name] = (parts[name][0] + recorded, parts[name][1] + spent)
+    return parts
+
+
 def scan_rows(conn: sqlite3.Connection, plans: dict[str, list[ColumnPlan]]) -> list[dict[str, Any]]:
     """The misfits (values and NOT NULL) of the given tables in an open SQLite database, for
     rows corrected by the operator before they are re-inserted."""
@@ -219,12 +278,16 @@ def scan(
     found = Findings()
     seconds: dict[str, float] = {}  # what the scan cost, per table and for the foreign keys
     try:
-        for table_name, table_plans in by_table(plans).items():
+        planned = by_table(plans)
+        parts = _scan_values_in_parts(backup, conn, {n: tables[n] for n in planned}, planned)
+        for table_name, table_plans in planned.items():
+            recorded, spent = parts[table_name]
             clock = time.perf_counter()
-            _scan_values(conn, tables[table_name], table_plans, found)
+            for finding in recorded:  # in the order one pass would have found them
+                found.add(*finding)
             _scan_unique(conn, tables[table_name], table_plans, found)
             _scan_checks(conn, tables[table_name], (checks or {}).get(table_name, []), found)
-            seconds[table_name] = round(time.perf_counter() - clock, 3)
+            seconds[table_name] = round(spent + time.perf_counter() - clock, 3)
         clock = time.perf_counter()
         scan_orphans(conn, tables, found)
         scan_dependents(conn, tables, found)
