@@ -78,10 +78,12 @@ def execute_step(
     *,
     report: bool = False,
     exports: Exports | None = None,
+    kernel: Any = None,
 ) -> dict[str, Any]:
     """Run one notebook with papermill into the run folder and export it (`report`: code hidden
     in the HTML), in the background when `exports` is given (`Exports.finish` completes the
-    record); never raises for a failing notebook, the outcome says what failed."""
+    record), on `kernel` when one was started for it (`start_kernel`); never raises for a
+    failing notebook, the outcome says what failed."""
     import papermill
 
     output = run_dir / f"{notebook_name(step)}.ipynb"
@@ -102,6 +104,7 @@ def execute_step(
             # every cell has finished (the notebook is written): a graceful shutdown would
             # only wait for the kernel to tidy up (measured: 0.7-1.2 s per step)
             shutdown_kernel="immediate",
+            **({"km": kernel} if kernel is not None else {}),
         )
         record["outcome"] = "passed"
     except Exception as exc:  # noqa: BLE001 - a failed notebook is an outcome to record
@@ -145,6 +148,59 @@ def update_index(run_dir: Path, runs_root: Path) -> None:
         print(f"Index:      {write_index(root)}")
 
 
+# a step whose kernel starts while the step before it runs: 02's, during 01, which starts no
+# worker processes (a kernel is 51 MB: beside 03's or 04's workers it would cross the run's
+# 300 MB; measured: kernel start 1.0-1.6 s of each step's wall)
+EARLY_KERNEL = {"backup": "schema"}
+
+
+def start_kernel() -> Any:
+    """A kernel started now, as papermill would start it (same arguments, in notebooks/, with
+    the environment set so far), for a step that runs later."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    kernel = AsyncKernelManager(kernel_name="python3")
+    run_sync(kernel.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=str(NOTEBOOKS))
+    return kernel
+
+
+def _execute_all(
+    steps: list[str], parameters: RunParameters, secrets: tuple[str, ...], report: bool
+) -> list[dict[str, Any]]:
+    """Execute the steps in order until one fails, each HTML export made while the next step
+    runs, 02's kernel started during 01 and stopped after 02 (or unused, when 01 failed)."""
+    from jupyter_core.utils import run_sync
+
+    records: list[dict[str, Any]] = []
+    kernels: dict[str, Any] = {}
+    os.environ["RUNBOOK_PROGRESS"] = "text"  # the kernels print progress lines, no widgets
+    run_dir = Path(parameters.run_dir)
+    try:
+        with Exports(secrets) as exports:
+            for step in steps:
+                if EARLY_KERNEL.get(step) in steps:
+                    kernels[EARLY_KERNEL[step]] = start_kernel()
+                record = execute_step(
+                    step, run_dir, parameters.for_step(step), secrets, report=report,
+                    exports=exports, kernel=kernels.get(step),
+                )  # fmt: skip
+                if step in kernels:  # papermill stops only the kernels it started
+                    run_sync(kernels.pop(step).shutdown_kernel)(now=True)
+                records.append(record)
+                print(f"  {step:<9} {record['outcome']:<7} {record['seconds']:>8.1f} s")
+                if record["outcome"] != "passed":
+                    print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
+                    break
+    finally:
+        for kernel in kernels.values():
+            run_sync(kernel.shutdown_kernel)(now=True)
+    for record in records:  # an export that failed in the background fails its step
+        if record["outcome"] != "passed" and record.get("error", "").startswith("the notebook ran"):
+            print(f"Step {record['step']} failed: {record['error']}")
+    return records
+
+
 def run_steps(
     steps: list[str], parameters: RunParameters, runs_root: Path, *, report: bool = False
 ) -> int:
@@ -169,20 +225,7 @@ def run_steps(
     started = datetime.now(UTC).isoformat(timespec="seconds")
     print(f"Run folder: {run_dir}")
     print(f"Target:     {target.display} ({server})")
-    records = []
-    with Exports(secrets) as exports:  # each HTML export runs while the next step does
-        for step in steps:
-            record = execute_step(
-                step, run_dir, parameters.for_step(step), secrets, report=report, exports=exports
-            )
-            records.append(record)
-            print(f"  {step:<9} {record['outcome']:<7} {record['seconds']:>8.1f} s")
-            if record["outcome"] != "passed":
-                print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
-                break
-    for record in records:  # an export that failed in the background fails its step
-        if record["outcome"] != "passed" and record.get("error", "").startswith("the notebook ran"):
-            print(f"Step {record['step']} failed: {record['error']}")
+    records = _execute_all(steps, parameters, secrets, report)
     manifest = write_manifest(
         run_dir,
         parameters=parameters.as_dict(),
