@@ -16,8 +16,14 @@ from runbook.record.reference import reference_environment, reference_traffic
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 IGNORE = ["nbval-ignore-output"]  # cells whose output varies by run (timings, progress bars)
+# the cells doing a step's work: the manifest records their seconds apart from the rest
+# (kernel start, imports, tables and charts, export)
+LIBRARY = ["library-call"]
 
 BEGIN = "step = session.begin({step!r}, run_dir, source_db, target_url, database_url_env)"
+# steps whose library call starts no worker processes load the modules of their tables and
+# charts meanwhile (`charts.prefetch`)
+PREFETCH = "\ncharts.prefetch()  # pandas and matplotlib load while the step works"
 
 
 def parameters_cell(step: str) -> tuple[str, str, list[str]]:
@@ -52,23 +58,20 @@ production, the foreign-key problems are zero (or understood), and the last line
             "from runbook.engine import replace\n"
             "from runbook.record import charts, show\n"
             "from runbook.steps import backup\n"
-            "\n" + BEGIN.format(step="backup"),
+            "\n" + BEGIN.format(step="backup") + PREFETCH,
             [],
         ),
-        (
-            "code",
-            "result = backup.snapshot(step.source, step.run)\nshow.facts(backup.key_facts(result))",
-            [],
-        ),
+        ("code", "result = backup.snapshot(step.source, step.run)", LIBRARY),
+        ("code", "show.facts(backup.key_facts(result))", []),
         ("code", "backup.require_sound(result)\nshow.backup_tables(result)", []),
         ("code", "charts.table_sizes_chart(result)", []),
         ("code", "charts.client_orders_chart(step.run.backup_path)", []),
         (
             "code",
-            "saved = replace.save_if_replacing(step.run, step.target, replace_target)\n"
-            "show.facts(replace.describe(saved))",
-            [],
+            "saved = replace.save_if_replacing(step.run, step.target, replace_target)",
+            LIBRARY,
         ),
+        ("code", "show.facts(replace.describe(saved))", []),
         ("code", "session.verdict(step, backup.summary(result))", []),
     ],
     "02_schema": [
@@ -98,16 +101,17 @@ chart shows no misfits (or you chose how to handle them), and the last line says
             "from runbook.engine import preflight\n"
             "from runbook.record import charts, show\n"
             "from runbook.steps import schema\n"
-            "\n" + BEGIN.format(step="schema"),
+            "\n" + BEGIN.format(step="schema") + PREFETCH,
             [],
         ),
         (
             "code",
             "result = schema.prepare(\n"
             "    step.run, step.target, column_rules, schema_mode, replace_target, on_bad_rows\n"
-            ")\nshow.facts(schema.key_facts(result))",
-            [],
+            ")",
+            LIBRARY,
         ),
+        ("code", "show.facts(schema.key_facts(result))", []),
         ("code", "show.conversion_rules(result)", []),
         ("code", "show.reflect_notes(result)", []),
         ("code", "show.schema_objects(result)", []),
@@ -155,7 +159,7 @@ show the rows/s of each table's COPY and the load over time.""",
         (
             "code",
             "result = transfer.transfer(step.run, step.target, on_bad_rows, workers=workers)",
-            IGNORE,
+            IGNORE + LIBRARY,
         ),
         ("code", "show.transfer_tables(result)", []),
         ("code", "show.transfer_timings(result)", IGNORE),
@@ -191,12 +195,8 @@ matches), no rows differ, every check passed, and the verdict on the last line i
             "\n" + BEGIN.format(step="verify"),
             [],
         ),
-        (
-            "code",
-            "result = verify.verify(step.run, step.target, workers=workers)\n"
-            "show.verify_tables(result)",
-            [],
-        ),
+        ("code", "result = verify.verify(step.run, step.target, workers=workers)", LIBRARY),
+        ("code", "show.verify_tables(result)", []),
         ("code", "charts.verify_chart(result)", []),
         ("code", "show.differences(result)", []),
         ("code", "show.checks_summary(result)", []),
@@ -236,31 +236,32 @@ matches, the smoke test passed, and the line after it says PASS.""",
         (
             "code",
             "# (a) the application has stopped: no write transaction, nothing committed lately\n"
-            "show.facts(cutover.require_stopped(cut, write_wait_seconds, quiet_seconds))",
-            IGNORE,
+            "stopped = cutover.require_stopped(cut, write_wait_seconds, quiet_seconds)",
+            LIBRARY,
         ),
+        ("code", "show.facts(stopped)", IGNORE),
         (
             "code",
             "# (b) the last catch-up, in one transaction\n"
-            "record = cutover.final_sync(cut, on_bad_rows)\n"
-            "show.sync_changes(record)",
-            [],
+            "record = cutover.final_sync(cut, on_bad_rows)",
+            LIBRARY,
         ),
+        ("code", "show.sync_changes(record)", []),
         ("code", "charts.changes_chart(record)", []),
         (
             "code",
             "# (c) the target equals the final snapshot\n"
-            "checked = cutover.verify_final(cut, record, workers)\n"
-            "show.facts(checked)",
-            IGNORE,
+            "checked = cutover.verify_final(cut, record, workers)",
+            LIBRARY,
         ),
+        ("code", "show.facts(checked)", IGNORE),
         (
             "code",
             "# (d) the application's smoke test (psycopg2, rolled back)\n"
-            "smoke = cutover.smoke_test(cut)\n"
-            "show.facts({k: v for k, v in smoke.items() if k != 'seconds'})",
-            [],
+            "smoke = cutover.smoke_test(cut)",
+            LIBRARY,
         ),
+        ("code", "show.facts({k: v for k, v in smoke.items() if k != 'seconds'})", []),
         (
             "code",
             "# (e) the application's new setting (fill in the password)\n"
@@ -280,13 +281,16 @@ database and verified there by the same checksums. Every catch-up since the bulk
 the notebook.""",
             [],
         ),
-        ("code", "report = cutover.report(cut)\nshow.table_sizes(report)", IGNORE),
+        ("code", "report = cutover.report(cut)", LIBRARY),
+        ("code", "show.table_sizes(report)", IGNORE),
         (
             "code",
-            "print('pg_stat_statements:', report['pg_stat_statements'])\nshow.facts(report['pool'])",
+            "print('pg_stat_statements:', report['pg_stat_statements'])\n"
+            "show.facts(report['pool'])",
             [],
         ),
-        ("code", "show.facts(cutover.backup_drill(cut, workers))", IGNORE),
+        ("code", "drill = cutover.backup_drill(cut, workers)", LIBRARY),
+        ("code", "show.facts(drill)", IGNORE),
         ("code", "show.syncs(cutover.history(cut))", IGNORE),
         ("code", "session.verdict(step, cutover.summary(cut))", []),
     ],

@@ -170,3 +170,16 @@ def test_html_hides_injected_parameters_and_report_view_hides_code(archive: dict
     for html in (report, full):  # readable offline: charts inline, nothing fetched from outside
         assert "data:image/png;base64," in html
         assert not re.search(r"<script[^>]+src=\"https?:", html)
+
+
+def test_a_failed_html_export_fails_its_step_with_the_reason(tmp_path: Path) -> None:
+    from runbook.record.export import Exports
+
+    broken = tmp_path / "02_schema.ipynb"
+    broken.write_text("{ not a notebook", encoding="utf-8")
+    record = {"step": "schema", "outcome": "passed", "parts": {}}
+    with Exports(secrets=("s3cret",)) as exports:
+        exports.submit(record, broken, report=False)
+    assert record["outcome"] == "failed"
+    assert record["error"].startswith("the notebook ran, but its HTML export failed: ")
+    assert "html" not in record and "export" not in record["parts"]

@@ -93,5 +93,80 @@ def test_a_clean_database_has_no_findings(fresh_target: Target, tmp_path: Path) 
     path = tmp_path / "clean.db"
     generate(path, scale=0.002, seed=3)
     upgrade(fresh_target)
-    result = scan(str(path), column_map(str(path), fresh_target))
+    plans = column_map(str(path), fresh_target)
+    result = scan(str(path), plans)
     assert result["total"] == 0 and result["rejected"] == {}
+    # what the scan cost is recorded per table, and for the foreign keys
+    assert set(result["seconds"]) == {p.table for p in plans} | {"(foreign keys)"}
+
+
+# values at the edges of what a conversion's `fits` gate accepts: each must either fail the gate
+# or pass every check, so the gate never hides a misfit
+GATED = {
+    "timestamp without time zone": [
+        "2025-01-01 10:00:00",
+        "2025-01-01T10:00:00",
+        "2025-01-01 10:00:00.123456",
+        "2025-02-28 23:59:59",
+        "2025-02-29 10:00:00",
+        "2024-02-29 10:00:00",
+        "2025-02-30 10:00:00",
+        "2025-04-30 10:00:00",
+        "2025-04-31 10:00:00",
+        "2025-12-31 10:00:00",
+        "2025-11-31 10:00:00",
+        "2025-13-01 10:00:00",
+        "2025-00-10 10:00:00",
+        "2025-01-00 10:00:00",
+        "2025-01-01 24:00:00",
+        "2025-01-01 10:60:00",
+        "2025-01-01 10:00:60",
+        "2025-01-01 10:00:00+09:00",
+        "2025-01-01 10:00:00Z",
+        "2025-01-01 10:00:00.12345",
+        "2025-01-01 10:00:00.1234567",
+        "2025-01-01 10:00",
+        "2025-01-01",
+        "0000-01-01 00:00:00",
+        "",
+        " 2025-01-01 10:00:00",
+        "2025-01-01 10:00:00\x00junk",
+        1735725600,
+        1.5,
+        b"2025-01-01 10:00:00",
+        None,
+    ],
+    "integer": [0, -(2**31), 2**31 - 1, 2**31, -(2**31) - 1, 1.0, "1", "", b"\x01", None],
+    "bigint": [2**63 - 1, -(2**63), 1.5, "7", None],
+    "double precision": [0, 1.5, -1e308, "1.5", "", b"\x00", None],
+}
+
+
+@pytest.mark.parametrize("target_type", sorted(GATED))
+def test_a_value_the_gate_accepts_passes_every_check(target_type: str) -> None:
+    from runbook.columns.conversions import conversion_for, register_functions
+    from runbook.columns.types import TargetType
+
+    rule, kind = conversion_for(target_type), TargetType(target_type)
+    assert rule.fits is not None
+    conn = sqlite3.connect(":memory:")
+    register_functions(conn)
+    conn.execute("CREATE TABLE t (v)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in GATED[target_type]])
+    misfit = " OR ".join(f"({sql})" for _, sql in rule.checks("v", kind))
+    accepted = conn.execute(
+        f"SELECT v, coalesce(v IS NOT NULL AND ({misfit}), 0) FROM t WHERE {rule.fits('v', kind)}"
+    ).fetchall()
+    assert accepted, "the gate accepts the common spelling"
+    assert [v for v, failed in accepted if failed] == []
+
+
+def test_a_scan_in_rowid_ranges_finds_what_one_pass_finds(dirty, plans, monkeypatch) -> None:
+    from runbook.engine import preflight
+
+    whole = scan(str(dirty[0]), plans)
+    monkeypatch.setattr(preflight, "SPLIT_ROWS", 3)  # every table in ranges of 3 rowids
+    monkeypatch.setattr(preflight, "THREADS", 3)
+    in_ranges = scan(str(dirty[0]), plans)
+    assert whole.pop("seconds").keys() == in_ranges.pop("seconds").keys()
+    assert in_ranges == whole  # the same findings, in the same order

@@ -3,6 +3,7 @@ tampered target fails verification naming the rows; the password never reaches a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -73,6 +74,20 @@ def test_run_migrates_verifies_and_archives(
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["outcome"] == "passed"
     assert [s["outcome"] for s in manifest["steps"]] == ["passed"] * 4
+    # where each step's wall time went: the library call apart from the notebook machinery
+    for step in manifest["steps"]:
+        parts = step["parts"]
+        assert set(parts) == {
+            "kernel_start",
+            "setup",
+            "library_call",
+            "display",
+            "other",
+            "export",
+        }, step["step"]
+        assert parts["library_call"] > 0 and parts["export"] > 0, step["step"]
+        inside = sum(v for k, v in parts.items() if k != "export")
+        assert abs(inside - step["seconds"]) < 0.1, step  # export: in the background
     assert manifest["source_sha256"] == sha256_file(run_dir / "source-backup.db")
     # the SQLite libraries that read the source are on record
     assert manifest["versions"]["sqlite (standard module)"] == sqlite3.sqlite_version
@@ -273,6 +288,13 @@ def test_demo_migrates_syncs_and_cuts_over() -> None:
     assert len(cutovers) == 1 and cutovers[0]["outcome"] == "passed"
     bulk = next(m for m in manifests if m["run"] == cutovers[0]["finishes"]["run"])
     assert [s["step"] for s in bulk["steps"]] == ["backup", "schema", "transfer", "verify"]
+    # the bulk run's manifest lists what the cutover's catch-up added to its folder, and the
+    # cutover records that version: the audit passes through both
+    bulk_manifest = home / "runs" / bulk["run"] / "manifest.json"
+    finishes = cutovers[0]["finishes"]["manifest_sha256"]
+    assert finishes == hashlib.sha256(bulk_manifest.read_bytes()).hexdigest()
+    audited = runbook("audit", str(home / "runs" / cutovers[0]["run"]), env={})
+    assert audited.returncode == 0 and "PASS" in audited.stdout, audited.stdout
     live = sqlite3.connect(home / "data" / "demo-live.db")
     newest = live.execute("SELECT max(id), count(*) FROM temperature_logs").fetchone()
     live.close()

@@ -39,6 +39,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_integer,
         wire=expressions.integer_wire,
         sql_canonical=expressions.integer_sql,
+        fits=expressions.integer_fits,
     ),
     "boolean": Conversion(
         "boolean",
@@ -56,6 +57,7 @@ CONVERSIONS: dict[str, Conversion] = {
         expressions.float_checks,
         canonical.canonical_float,
         wire=expressions.float_wire,
+        fits=expressions.float_fits,
     ),
     "numeric": Conversion(
         "numeric",
@@ -74,6 +76,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_timestamp,
         wire=expressions.timestamp_wire,
         sql_canonical=expressions.timestamp_sql,
+        fits=expressions.datetime_fits,
     ),
     "date": Conversion(
         "iso-date",
@@ -239,6 +242,7 @@ def with_rules(conversion: Conversion, options: tuple[str, ...], *, where: str =
         canonical=RuledCanonical(conversion.canonical, frozenset(options)),
         wire=None,  # a ruled value goes as the rule's COPY text,
         sql_canonical=None,  # and is compared in its canonical form from Python
+        fits=None,  # the rules' rewritten value is checked in full
     )
 
 

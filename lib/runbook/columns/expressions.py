@@ -23,6 +23,12 @@ _INT_RANGES = {
 }
 
 
+def integer_fits(col: str, target: TargetType) -> str:
+    """An integer in the target type's range passes every integer check."""
+    low, high = _INT_RANGES[target.base]
+    return f"typeof({col}) = 'integer' AND {col} BETWEEN {low} AND {high}"
+
+
 def integer_checks(col: str, target: TargetType) -> list[Check]:
     low, high = _INT_RANGES[target.base]
     return [
@@ -71,6 +77,25 @@ def datetime_checks(col: str, target: TargetType) -> list[Check]:
             f"OR length({col}) NOT IN (16, 19, 21, 22, 23, 24, 25, 26))",
         ),
     ]
+
+
+_LONG_MONTHS = "('01', '03', '05', '07', '08', '10', '12')"
+_PLAIN_DATETIME = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9][ T][0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
+
+
+def datetime_fits(col: str, target: TargetType) -> str:
+    """The common spelling, 'YYYY-MM-DD HH:MM:SS[.ffffff]' of a day every year has (not
+    February 29th), without offset, passes every datetime check: the preflight tests it first
+    and evaluates the checks (several times dearer: offset GLOBs, two date parses) only for
+    other values."""
+    return (
+        f"typeof({col}) = 'text' AND ({col} GLOB '{_PLAIN_DATETIME}' "
+        f"OR {col} GLOB '{_PLAIN_DATETIME}.[0-9][0-9][0-9][0-9][0-9][0-9]') "
+        f"AND substr({col}, 6, 2) BETWEEN '01' AND '12' AND substr({col}, 12, 2) < '24' "
+        f"AND (substr({col}, 9, 2) BETWEEN '01' AND '28' "
+        f"OR substr({col}, 9, 2) IN ('29', '30') AND substr({col}, 6, 2) <> '02' "
+        f"OR substr({col}, 9, 2) = '31' AND substr({col}, 6, 2) IN {_LONG_MONTHS})"
+    )
 
 
 def date_checks(col: str, target: TargetType) -> list[Check]:
@@ -135,6 +160,11 @@ def boolean_checks(col: str, target: TargetType) -> list[Check]:
             f"IN ('0', '1', 't', 'f', 'true', 'false'))",
         )
     ]
+
+
+def float_fits(col: str, target: TargetType) -> str:
+    """A number passes the float check (and NOT NULL)."""
+    return f"typeof({col}) IN ('integer', 'real')"
 
 
 def float_checks(col: str, target: TargetType) -> list[Check]:

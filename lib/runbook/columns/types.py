@@ -61,3 +61,6 @@ class Conversion:
     # the canonical text in SQL on both engines, from (source column, target column, type,
     # nullable); None where only Python says it (or the value is a double, compared bit for bit)
     sql_canonical: Callable[[str, str, TargetType, bool], SqlPair] | None = None
+    # a cheap SQL predicate true only of values that pass every check (sufficient, not
+    # necessary): the preflight evaluates the checks of the values it does not accept
+    fits: Callable[[str, TargetType], str] | None = None

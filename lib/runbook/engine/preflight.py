@@ -3,7 +3,11 @@ every row that depends on such a row, found inside SQLite before a row is writte
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from itertools import groupby
 from typing import Any
 
 from runbook.columns.conversions import open_source
@@ -60,11 +64,30 @@ def _checks(plans: list[ColumnPlan]) -> list[tuple[ColumnPlan, str, str]]:
 MASK_BITS = 60  # checks per bit mask column (SQLite integers are 64-bit)
 
 
+def _mask(checks: list[tuple[ColumnPlan, str, str]]) -> str:
+    """SQL for the bit mask of the failed checks (bit i: checks[i]); a column's checks are
+    evaluated only for values its conversion's `fits` does not accept (measured on 1M rows:
+    a DATETIME column's checks 8 s, with the gate 1 s)."""
+    terms = []
+    for _, group in groupby(enumerate(checks), key=lambda item: item[1][0].column):
+        listed = list(group)
+        plan = listed[0][1][0]
+        bits = " + ".join(f"CASE WHEN {p} THEN {1 << bit} ELSE 0 END" for bit, (_, _, p) in listed)
+        fits = plan.rule.fits
+        if fits is None:
+            terms.append(bits)
+        else:
+            terms.append(
+                f"CASE WHEN {fits(quote_ident(plan.column), plan.kind)} THEN 0 ELSE {bits} END"
+            )
+    return " + ".join(terms)
+
+
 def _scan_values(
     conn: sqlite3.Connection,
     table: sqlite_source.Table,
     plans: list[ColumnPlan],
-    found: Findings,
+    found: Findings | _Recorded,
     only: str = "",
 ) -> None:
     """Every value check of the conversion table and NOT NULL, in one pass over the rows `only`
@@ -74,13 +97,7 @@ def _scan_values(
     if not checks:
         return
     key_names, key_sql = key_select(table)
-    masks = [
-        " + ".join(
-            f"CASE WHEN {predicate} THEN {1 << bit} ELSE 0 END"
-            for bit, (_, _, predicate) in enumerate(checks[start : start + MASK_BITS])
-        )
-        for start in range(0, len(checks), MASK_BITS)
-    ]
+    masks = [_mask(checks[start : start + MASK_BITS]) for start in range(0, len(checks), MASK_BITS)]
     values = ", ".join(quote_ident(p.column) for p in plans)
     named = ", ".join(f"{m} AS m{i}" for i, m in enumerate(masks))
     sql = (
@@ -181,6 +198,63 @@ def _scan_unique(
             )
 
 
+SPLIT_ROWS = 200_000  # a larger table's values are scanned in rowid ranges of this many rows
+THREADS = min(4, os.cpu_count() or 1)  # ranges scanned at once, each on its own connection
+
+
+class _Recorded(list):
+    """The findings of one range, in order, added to the whole scan's when all are done."""
+
+    def add(self, *finding: Any) -> None:
+        self.append(finding)
+
+
+def _ranges(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[str]:
+    """`only` clauses cutting a large rowid table into ranges of about SPLIT_ROWS rowids, in
+    rowid order (the order of one pass); the whole table (one empty clause) otherwise."""
+    if not table.rowid:
+        return [""]
+    low, high = conn.execute(
+        f"SELECT min(rowid), max(rowid) FROM {quote_ident(table.name)}"
+    ).fetchone()
+    if low is None or high - low < SPLIT_ROWS:
+        return [""]
+    return [
+        f"rowid BETWEEN {start} AND {min(start + SPLIT_ROWS - 1, high)}"
+        for start in range(low, high + 1, SPLIT_ROWS)
+    ]
+
+
+def _scan_values_in_parts(
+    backup: str,
+    conn: sqlite3.Connection,
+    tables: dict[str, sqlite_source.Table],
+    plans: dict[str, list[ColumnPlan]],
+) -> dict[str, tuple[list[tuple], float]]:
+    """The values scan of every table, its ranges in THREADS threads (SQLite runs a query
+    without holding Python's GIL): per table, its findings in one pass's order and the seconds
+    its ranges took, summed (a second core, when free, takes half the rows; measured with
+    both cores busy with other work: 8.5 s → 7.1-8.2 s for 1.2M rows, the same findings)."""
+    tasks = [(name, only) for name in plans for only in _ranges(conn, tables[name])]
+
+    def scan_range(task: tuple[str, str]) -> tuple[_Recorded, float]:
+        name, only = task
+        clock, recorded = time.perf_counter(), _Recorded()
+        part = open_source(backup)
+        try:
+            _scan_values(part, tables[name], plans[name], recorded, only)
+        finally:
+            part.close()
+        return recorded, time.perf_counter() - clock
+
+    with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="preflight") as pool:
+        done = list(pool.map(scan_range, tasks))
+    parts: dict[str, tuple[list[tuple], float]] = {name: ([], 0.0) for name in plans}
+    for (name, _), (recorded, spent) in zip(tasks, done, strict=True):
+        parts[name] = (parts[name][0] + recorded, parts[name][1] + spent)
+    return parts
+
+
 def scan_rows(conn: sqlite3.Connection, plans: dict[str, list[ColumnPlan]]) -> list[dict[str, Any]]:
     """The misfits (values and NOT NULL) of the given tables in an open SQLite database, for
     rows corrected by the operator before they are re-inserted."""
@@ -202,16 +276,25 @@ def scan(
     conn = open_source(backup)
     tables = {t.name: t for t in sqlite_source.reflect(conn)}
     found = Findings()
+    seconds: dict[str, float] = {}  # what the scan cost, per table and for the foreign keys
     try:
-        for table_name, table_plans in by_table(plans).items():
-            _scan_values(conn, tables[table_name], table_plans, found)
+        planned = by_table(plans)
+        parts = _scan_values_in_parts(backup, conn, {n: tables[n] for n in planned}, planned)
+        for table_name, table_plans in planned.items():
+            recorded, spent = parts[table_name]
+            clock = time.perf_counter()
+            for finding in recorded:  # in the order one pass would have found them
+                found.add(*finding)
             _scan_unique(conn, tables[table_name], table_plans, found)
             _scan_checks(conn, tables[table_name], (checks or {}).get(table_name, []), found)
+            seconds[table_name] = round(spent + time.perf_counter() - clock, 3)
+        clock = time.perf_counter()
         scan_orphans(conn, tables, found)
         scan_dependents(conn, tables, found)
+        seconds["(foreign keys)"] = round(time.perf_counter() - clock, 3)
     finally:
         conn.close()
-    return _result(found, tables)
+    return {**_result(found, tables), "seconds": seconds}
 
 
 def _result(found: Findings, tables: dict[str, sqlite_source.Table]) -> dict[str, Any]:
