@@ -220,12 +220,8 @@ def index(runs: Path | None) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="runbook", description="Migrate the Cold Chain Dispatch System to PostgreSQL."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _sample_parser(sub: argparse._SubParsersAction) -> None:
+    """The `sample` command's options."""
     sample_cmd = sub.add_parser("sample", help="write a deterministic sample SQLite database")
     sample_cmd.add_argument("out", type=Path)
     sample_cmd.add_argument("--scale", type=float, default=0.01, help="1 ≈ 1M temperature logs")
@@ -235,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="standard",
         help="shape of the data: standard (ours) or wide (2.4x the orders, long JSON and text)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runbook", description="Migrate the Cold Chain Dispatch System to PostgreSQL."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _sample_parser(sub)
 
     run_cmd = sub.add_parser("run", help="run the four steps with papermill and archive the run")
     run_cmd.add_argument("source", type=Path, help="the application's SQLite database")
