@@ -44,6 +44,7 @@ from runbook.core.target import Target, session_url
 from runbook.core.workers import in_processes
 
 FETCH_ROWS = 5_000  # rows per round trip from SQLite; memory stays flat whatever the table size
+FETCH_BYTES = 2 * 2**20  # and fewer for wide rows: a batch holds about this many bytes of values
 # a table with more rows, or more bytes, is loaded as primary-key ranges of about this size
 SPLIT_ROWS = int(os.environ.get("RUNBOOK_SPLIT_ROWS") or 250_000)
 SPLIT_BYTES = 256 * 2**20  # a split table loses COPY FREEZE: its pages are hinted later
@@ -196,6 +197,8 @@ def chunk_job(chunk: Chunk, fast: bool = False) -> dict[str, Any]:
         + (f" ({', '.join(options)})" if options else ""),
         "binary": binary,
         "fast": fast and binary,
+        # wide rows in smaller batches, so a loader holds ~FETCH_BYTES, not 5,000 wide rows
+        "batch": max(100, min(FETCH_ROWS, int(FETCH_BYTES // max(1.0, table.row_bytes)))),
     }
     if binary:
         wires = [wire(p, fast) for p in table.plans]
@@ -241,7 +244,7 @@ def _copy_rows(source: Any, copy: Any, job: dict[str, Any], progress: Callable[[
         copy.set_types(job["types"])
         cursor = iter(source.execute(job["select"]))
         if _format_row is None:  # another psycopg: its public row writer
-            while batch := list(islice(cursor, FETCH_ROWS)):
+            while batch := list(islice(cursor, job.get("batch", FETCH_ROWS))):
                 for row in batch:
                     copy.write_row(row)
                 rows += len(batch)
@@ -251,7 +254,7 @@ def _copy_rows(source: Any, copy: Any, job: dict[str, Any], progress: Callable[[
         # for 1.2M temperature logs than write_row's two Python calls a row)
         transformer = copy.formatter.transformer
         copy.write(_SIGNATURE)
-        while batch := list(islice(cursor, FETCH_ROWS)):
+        while batch := list(islice(cursor, job.get("batch", FETCH_ROWS))):
             buffer = bytearray()
             for row in batch:
                 _format_row(row, transformer, buffer)
