@@ -115,32 +115,41 @@ def sample_of(args: argparse.Namespace, shape: str, scale: str) -> Path:
 
 
 def attempt(args, methods, sample: Path, work: Path, admin: Target, label: str, notes) -> dict:
-    """One run of each method on one sample."""
+    """One run of each method on one sample; a method that fails is noted and the others go on
+    (the server may be shared: a connection ended by somebody else must not lose the run)."""
     found: dict = {}
     scale = float(label.split()[1])
-    if "copy" in methods:
-        print(f"{label}: psql \\copy …", flush=True)
-        found["copy"] = bench_copy(sample, work, admin)
-    if "pgloader" in methods and scale <= args.pgloader_max_scale and shutil.which("pgloader"):
-        print(f"{label}: pgloader …", flush=True)
+
+    def pgloader() -> dict | None:
+        if scale <= args.pgloader_max_scale and shutil.which("pgloader"):
+            return bench_pgloader(sample, admin)
+        return None
+
+    def duckdb() -> dict | None:
+        return bench_duckdb(*prepare_run(sample, work, admin, "bench_duckdb"), args.workers or None)
+
+    def ours() -> dict:
+        return bench_ours(*prepare_run(sample, work, admin, "bench_ours"), args.workers or None)
+
+    steps = {
+        "copy": ("psql \\copy", lambda: bench_copy(sample, work, admin)),
+        "pgloader": ("pgloader", pgloader),
+        "duckdb": ("DuckDB", duckdb),
+        "ours": ("runbook transfer() and verify()", ours),
+        "run": ("runbook run, four notebooks", lambda: bench_whole_run(sample, work, admin)),
+    }
+    for method, (title, call) in steps.items():
+        if method not in methods:
+            continue
+        print(f"{label}: {title} …", flush=True)
         try:
-            found["pgloader"] = bench_pgloader(sample, admin)
-        except RuntimeError as exc:
-            notes.append(f"{label}: pgloader failed: {str(exc)[-200:]}")
-    if "duckdb" in methods:
-        print(f"{label}: DuckDB …", flush=True)
-        run, target = prepare_run(sample, work, admin, "bench_duckdb")
-        try:
-            found["duckdb"] = bench_duckdb(run, target, args.workers or None)
-        except RuntimeError as exc:
-            notes.append(f"{label}: DuckDB failed: {str(exc)[-300:]}")
-    if "ours" in methods:
-        print(f"{label}: runbook transfer() and verify() …", flush=True)
-        run, target = prepare_run(sample, work, admin, "bench_ours")
-        found["ours"] = bench_ours(run, target, args.workers or None)
-    if "run" in methods:
-        print(f"{label}: runbook run, four notebooks …", flush=True)
-        found["run"] = bench_whole_run(sample, work, admin)
+            measured = call()
+        except Exception as exc:  # noqa: BLE001 - noted in the results, the bench goes on
+            notes.append(f"{label}: {title} failed: {str(exc)[-400:]}")
+            print(notes[-1], flush=True)
+            continue
+        if measured:
+            found[method] = measured
     return found
 
 
@@ -191,16 +200,17 @@ def case(args, methods, admin: Target, shape: str, scale: str, notes: list[str])
     return entry
 
 
-def write(args: argparse.Namespace, result: dict) -> None:
-    """latest.json (merged with earlier cases when --merge), a stamped copy, markdown, chart."""
+def write(args: argparse.Namespace, result: dict, stamp: str, earlier: dict) -> None:
+    """latest.json (with the `earlier` run's other cases, with --merge), the run's stamped copy,
+    markdown, chart."""
     args.out.mkdir(parents=True, exist_ok=True)
     latest = args.out / "latest.json"
-    if args.merge and latest.exists():
-        earlier = json.loads(latest.read_text())
-        kept = {k: e for k, e in earlier.get("cases", {}).items() if k not in result["cases"]}
-        result["cases"] = {**kept, **result["cases"]}
-        result["notes"] += [f"{k}: from the run of {earlier['started_at']}" for k in kept]
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = {k: e for k, e in earlier.get("cases", {}).items() if k not in result["cases"]}
+    if kept:
+        result = {**result, "cases": {**kept, **result["cases"]}}
+        result["notes"] = result["notes"] + [
+            f"{k}: from the run of {earlier['started_at']}" for k in kept
+        ]
     text = json.dumps(result, indent=1, ensure_ascii=False)
     (args.out / f"bench-{stamp}.json").write_text(text + "\n")
     latest.write_text(text + "\n")
@@ -215,6 +225,9 @@ def main() -> int:
     with connect(admin) as conn:
         server = "PostgreSQL " + conn.execute("SHOW server_version").fetchone()[0].split()[0]
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    latest = args.out / "latest.json"
+    earlier = json.loads(latest.read_text()) if args.merge and latest.exists() else {}
     result = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -231,8 +244,9 @@ def main() -> int:
             entry = case(args, methods, admin, shape, scale, result["notes"])
             result["cases"][f"{shape}-{scale}"] = entry
             print(markdown({**result, "cases": {f"{shape}-{scale}": entry}}), flush=True)
+            write(args, result, stamp, earlier)  # after every case: a later failure loses nothing
     result["ended_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    write(args, result)
+    write(args, result, stamp, earlier)
     print()
     print(f"{result['machine']['cpus']} CPUs ({result['machine']['cpu']}), "
           f"{result['machine']['memory_gib']} GiB, {server}")  # fmt: skip
