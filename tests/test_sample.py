@@ -14,9 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from commands import runbook
+from migration import migrate
 
 import coldchain
 from coldchain.sample import BASE_TIME, PROFILES, SCHEMA_PATH, TABLES, generate
+from runbook.core.target import Target
 
 SHARED_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "coldchain" / "sqlite_schema.sql"
 HANGUL = re.compile("[가-힣]")
@@ -446,3 +449,30 @@ def test_wide_text_is_longer_but_fits_its_limits(
     standard = _average(sample[0], "length(special_instructions)")
     assert _average(wide_sample[0], "length(special_instructions)") > 2.5 * standard
     assert _average(wide_sample[0], "special_instructions IS NOT NULL") > 0.7
+
+
+def test_wide_sample_by_the_command_migrates_and_verifies(
+    one_target: Target, tmp_path: Path
+) -> None:
+    """`runbook sample --profile wide` writes the wide shape (long JSON goods, ~2 orders per
+    10 readings), and steps 01-04 on it end in a verification PASS with every row loaded."""
+    path = tmp_path / "wide.db"
+    done = runbook(
+        "sample", str(path), "--profile", "wide", "--scale", "0.004", "--seed", "3", env={}
+    )
+    assert done.returncode == 0, done.stderr
+    printed = dict(line.split() for line in done.stdout.splitlines())
+    counts = {t: int(n) for t, n in printed.items()}
+    assert counts["orders"] / counts["temperature_logs"] > 0.08
+    assert 440 < _average(path, "coalesce(length(CAST(items AS BLOB)), 0)") < 540
+    run = migrate(path, tmp_path / "run", one_target)
+    loaded = {t["table"]: t["rows"] for t in run.read("transfer")["tables"]}
+    assert loaded == counts
+
+
+def test_unknown_profile_on_the_command_line_is_refused(tmp_path: Path) -> None:
+    """The command names the profiles it knows and writes nothing."""
+    done = runbook("sample", str(tmp_path / "x.db"), "--profile", "narrow", env={})
+    assert done.returncode == 2
+    assert "standard, wide" in done.stderr
+    assert not (tmp_path / "x.db").exists()

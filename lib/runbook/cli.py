@@ -175,19 +175,23 @@ def audit_run(run_dir: Path) -> int:
     return 0 if result.passed else 1
 
 
-def sample(out: Path, scale: float, seed: int) -> int:
-    """Write a deterministic sample database and print its rows per table."""
-    from coldchain.sample import generate
+def sample(out: Path, scale: float, seed: int, profile: str = "standard") -> int:
+    """Write a deterministic sample database of a profile's shape and print its rows per table."""
+    from coldchain.sample import PROFILES, generate
 
     if not (scale > 0 and scale < float("inf")):
         raise RunbookError(f"--scale {scale:g} is not a positive number", fix="e.g. --scale 0.1")
+    if profile not in PROFILES:
+        raise RunbookError(
+            f"--profile {profile} is not a profile", fix=f"one of {', '.join(PROFILES)}"
+        )
     if out.exists():
         raise RunbookError(
             f"{out} exists; a sample never overwrites a file",
             fix="give a path that does not exist yet, or remove the file first",
         )
     try:
-        counts = generate(out, scale=scale, seed=seed)
+        counts = generate(out, scale=scale, seed=seed, profile=profile)
     except OSError as exc:
         raise RunbookError(
             f"the sample could not be written to {out}: {exc.strerror or exc}",
@@ -216,16 +220,26 @@ def index(runs: Path | None) -> int:
     return 0
 
 
+def _sample_parser(sub: argparse._SubParsersAction) -> None:
+    """The `sample` command's options."""
+    sample_cmd = sub.add_parser("sample", help="write a deterministic sample SQLite database")
+    sample_cmd.add_argument("out", type=Path)
+    sample_cmd.add_argument("--scale", type=float, default=0.01, help="1 ≈ 1M temperature logs")
+    sample_cmd.add_argument("--seed", type=int, default=42)
+    sample_cmd.add_argument(
+        "--profile",
+        default="standard",
+        help="shape of the data: standard (ours) or wide (2.4x the orders, long JSON and text)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runbook", description="Migrate the Cold Chain Dispatch System to PostgreSQL."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sample_cmd = sub.add_parser("sample", help="write a deterministic sample SQLite database")
-    sample_cmd.add_argument("out", type=Path)
-    sample_cmd.add_argument("--scale", type=float, default=0.01, help="1 ≈ 1M temperature logs")
-    sample_cmd.add_argument("--seed", type=int, default=42)
+    _sample_parser(sub)
 
     run_cmd = sub.add_parser("run", help="run the four steps with papermill and archive the run")
     run_cmd.add_argument("source", type=Path, help="the application's SQLite database")
@@ -282,7 +296,7 @@ COMMANDS = {
     "sync": sync,
     "cutover": cutover,
     "demo": lambda a: demo(a.scale, a.seed, a.report),
-    "sample": lambda a: sample(a.out, a.scale, a.seed),
+    "sample": lambda a: sample(a.out, a.scale, a.seed, a.profile),
     "reinsert": lambda a: reinsert(a.run_dir, a.corrected, a.database_url_env),
     "audit": lambda a: audit_run(a.run_dir),
     "index": lambda a: index(a.runs),

@@ -220,7 +220,9 @@ def float_wire(col: str, target: TargetType) -> Wire:
 
 
 def text_wire(col: str, target: TargetType) -> Wire:
-    return col, "text"
+    # text's binary form is its UTF-8 bytes: SQLite hands them over as a BLOB and psycopg's C
+    # bytea dumper sends them as they are (no decode to str and encode back per value)
+    return f"CAST({col} AS BLOB)", "bytea"
 
 
 def bytes_wire(col: str, target: TargetType) -> Wire:
@@ -229,7 +231,7 @@ def bytes_wire(col: str, target: TargetType) -> Wire:
 
 def json_wire(col: str, target: TargetType) -> Wire:
     text = f"CASE typeof({col}) WHEN 'real' THEN {PYTHON_REPR}({col}) ELSE {col} END"
-    return (f"char(1) || {text}" if target.base == "jsonb" else f"CAST({text} AS TEXT)"), "text"
+    return f"CAST({'char(1) || ' if target.base == 'jsonb' else ''}{text} AS BLOB)", "bytea"
 
 
 def boolean_wire(col: str, target: TargetType) -> Wire:
@@ -242,6 +244,31 @@ def boolean_wire(col: str, target: TargetType) -> Wire:
 
 def numeric_wire(col: str, target: TargetType) -> Wire:
     return numeric_render(col, target), "numeric"
+
+
+NUMERIC_BINARY_DIGITS = 8  # integer digits (two base-10000 groups) of numeric_binary_wire
+
+
+def numeric_binary_wire(col: str, target: TargetType) -> Wire | None:
+    """numeric(p, s) with at most 8 integer digits and 4 decimals packed by SQLite in
+    numeric's binary form (ndigits, weight, sign, dscale, then base-10000 digits: two for the
+    integer part, one for the fraction), for a reader whose SQLite has unhex() (3.41+); None
+    for other numerics. The preflight admits only integers and reals that have at most s
+    decimals and fit p, so the value times 10^s rounds to the exact integer of its digits."""
+    if len(target.modifiers) != 2:
+        return None
+    precision, scale = target.modifiers
+    if not (0 <= scale <= 4 and precision - scale <= NUMERIC_BINARY_DIGITS):
+        return None
+    units = f"CAST(round(abs({col}) * {10**scale}) AS INTEGER)"
+    whole, fraction = f"({units} / {10**scale})", f"({units} % {10**scale})"
+    sign = f"CASE WHEN {col} < 0 THEN 16384 ELSE 0 END"
+    digits = [f"{whole} / 10000", f"{whole} % 10000"]
+    if scale:
+        digits.append(f"{fraction} * {10 ** (4 - scale)}")
+    header = f"{len(digits)}, 1, {sign}, {scale}"
+    packed = f"unhex(printf('{'%04x' * (4 + len(digits))}', {header}, {', '.join(digits)}))"
+    return f"CASE WHEN {col} IS NOT NULL THEN {packed} END", "bytea"
 
 
 def timestamp_wire(col: str, target: TargetType) -> Wire:

@@ -58,6 +58,9 @@ class Conversion:
     target_select: Callable[[str], str] = lambda col: col  # how verify reads the target column
     # binary COPY: what SQLite computes from the source column (None: text COPY only)
     wire: Callable[[str, TargetType], Wire] | None = None
+    # the same for a reader whose SQLite is current (the loaders' apsw), where its SQL can pack
+    # more in C (unhex); None (or None returned for a type): `wire` serves every reader
+    fast_wire: Callable[[str, TargetType], Wire | None] | None = None
     # the canonical text in SQL on both engines, from (source column, target column, type,
     # nullable); None where only Python says it (or the value is a double, compared bit for bit)
     sql_canonical: Callable[[str, str, TargetType, bool], SqlPair] | None = None

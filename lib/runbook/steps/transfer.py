@@ -95,7 +95,9 @@ def _plan(source: Any, schema: dict, backup: dict, rejected: dict) -> list[Table
             count = source.execute(f"SELECT count(*) FROM {quote_ident(name)}{where}").fetchone()
             count = count[0]
         key = integer_key(reflected[name], plans[name])
-        tables.append(TableLoad(name, plans[name][0].pg_table, plans[name], count, key))
+        table = TableLoad(name, plans[name][0].pg_table, plans[name], count, key)
+        table.row_bytes = loader.estimate_row_bytes(source, table)
+        tables.append(table)
     return tables
 
 
@@ -190,7 +192,7 @@ def _prepare(run, target, source, tables, rejected, sha, workers) -> _Prepared:
     marked = [
         replace(c, record=(complete, (attempt, sha, c.table.name, c.span[0]))) for c in chunks
     ]
-    marked.sort(key=lambda c: -c.rows)  # the largest first: a short tail
+    marked.sort(key=lambda c: -c.cost)  # the costliest first: a short tail
     return _Prepared(attempt, marked, fks, indexes, in_place)
 
 
