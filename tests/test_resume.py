@@ -20,7 +20,7 @@ from runbook.core.target import Target, connect
 from runbook.record.reference import fresh_database
 
 TABLES = list(Base.metadata.tables)
-KILLS = int(os.environ.get("RUNBOOK_KILL_RUNS", "3"))  # the soak check uses 10
+KILLS = int(os.environ.get("RUNBOOK_KILL_RUNS", "2"))  # the soak check uses 10
 SPLIT = {"RUNBOOK_SPLIT_ROWS": "4000"}  # many key ranges, so kills land between and inside them
 
 
