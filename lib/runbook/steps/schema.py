@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 from typing import Any
 
@@ -92,12 +93,19 @@ class StepTransaction:
         return self._alembic
 
     def finish(self, commit: bool) -> None:
-        """Commit (or roll back) everything the step wrote, and close the connection."""
+        """Commit (or roll back) everything the step wrote, and close the connection. Rolling
+        back or closing a connection the server lost fails too; that is not the error to report
+        (the one that ended the step is), and the server rolled the transaction back anyway."""
         try:
-            self.pg.commit() if commit else self.pg.rollback()
+            if commit:
+                self.pg.commit()
+            else:
+                with contextlib.suppress(psycopg.OperationalError):
+                    self.pg.rollback()
         finally:
             if self._alembic is not None:
-                self._alembic.close()
+                with contextlib.suppress(sa.exc.OperationalError):
+                    self._alembic.close()
                 self._engine.dispose()
             self.pg.close()
 
