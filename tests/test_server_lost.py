@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from commands import query_running, wait_until
+from commands import query_running
 
 from coldchain.sample import generate
 from runbook.core.target import Target, connect, create_database
@@ -80,16 +80,12 @@ def test_the_server_lost_mid_step_is_one_sentence_and_no_traceback(
         "transfer": lambda: _range_loaded(target),  # in the middle of the load
         "verify": lambda: _checksums_running(target),  # in the middle of the checksums
     }
-    try:
-        assert wait_until(conditions[step], process, f"step {step} reaching its server work"), (
-            f"the run ended before step {step} reached its server work"
-        )
-        scram_server.stop("immediate")
-        output, _ = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        scram_server.start()
+    output = scram_server.lost_during(
+        process,
+        conditions[step],
+        f"step {step} reaching its server work",
+        f"the run ended before step {step} reached its server work",
+    )
     assert process.returncode == 1, output
     assert "Traceback" not in output
     failed = [line for line in output.splitlines() if line.startswith(f"Step {step} failed: ")]

@@ -118,16 +118,9 @@ def test_a_sync_whose_server_goes_down_says_so_and_succeeds_again(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
-        assert wait_until(lambda: applying(target), process, "the apply beginning", 120), (
-            "sync ended early"
-        )
-        scram_server.stop("immediate")
-        output, _ = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        scram_server.start()
+    output = scram_server.lost_during(
+        process, lambda: applying(target), "the apply beginning", "sync ended early", 120
+    )
     assert process.returncode == 2, output
     assert "the connection to the server was lost" in output and "Traceback" not in output
     assert scram_server.password not in output

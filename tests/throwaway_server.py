@@ -17,9 +17,12 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from commands import wait_until
 
 from runbook.core.target import Target
 
@@ -257,6 +260,27 @@ class ThrowawayServer:
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def lost_during(
+        self,
+        process: subprocess.Popen,
+        reached: Callable[[], bool],
+        what: str,
+        ended_early: str,
+        seconds: float = 300,
+    ) -> str:
+        """Stop this server at once when `reached` holds while `process` runs (the test fails
+        with `ended_early` when the process ended first), then collect the process's output and
+        start the server again."""
+        try:
+            assert wait_until(reached, process, what, seconds), ended_early
+            self.stop("immediate")
+            output, _ = process.communicate(timeout=300)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            self.start()
+        return output
 
     def url(self, database: str = "postgres", user: str = "postgres", password: str = "") -> str:
         """A URL of this server: `user` with `password` (the superuser's by default)."""
