@@ -101,7 +101,8 @@ def test_a_clean_database_has_no_findings(fresh_target: Target, tmp_path: Path) 
 
 
 # values at the edges of what a conversion's `fits` gate accepts: each must either fail the gate
-# or pass every check, so the gate never hides a misfit
+# or pass every check, so the gate never hides a misfit (but text's UTF-8 and NUL, which the scan
+# checks per row, gated or not: the test of text that is not UTF-8 or holds NUL below)
 GATED = {
     "timestamp without time zone": [
         "2025-01-01 10:00:00",
@@ -139,7 +140,69 @@ GATED = {
     "integer": [0, -(2**31), 2**31 - 1, 2**31, -(2**31) - 1, 1.0, "1", "", b"\x01", None],
     "bigint": [2**63 - 1, -(2**63), 1.5, "7", None],
     "double precision": [0, 1.5, -1e308, "1.5", "", b"\x00", None],
+    "date": [
+        "2025-01-01",
+        "2024-02-29",
+        "2025-02-29",
+        "2025-04-31",
+        "2025-13-01",
+        "2025-1-01",
+        "2025-01-01 ",
+        "2025-01-01T00:00",
+        "0000-01-01",
+        "",
+        "2025-01-01\x00x",
+        20250101,
+        1.5,
+        b"2025-01-01",
+        None,
+    ],
+    "time without time zone": [
+        "10:00:00",
+        "23:59:59",
+        "24:00:00",
+        "23:60:00",
+        "23:59:60",
+        "10:00",
+        "10:00:00.5",
+        "1:00:00",
+        "",
+        "10:00:00\x00",
+        1000,
+        None,
+    ],
+    "character varying(5)": [
+        "abcde",
+        "abcdef",
+        "한글",
+        "한글한글한",
+        "한글한글한글",
+        "a\x00b",
+        "\x7f\x01",
+        "",
+        5,
+        1.5,
+        b"abc",
+        None,
+    ],
+    "text": ["plain", "한국어", "a\x00", "", 7, 2.5, b"\xc3\x28", None],
+    "jsonb": [
+        '{"a": 1}',
+        "[1, 2]",
+        '{"a": "\\u0000"}',
+        '{"a": "\\U0000"}',
+        '{"a": "한"}',
+        "not json",
+        "",
+        '{"a": 1}\x00x',
+        5,
+        1.5,
+        b"{}",
+        None,
+    ],
 }
+# bytes that are not UTF-8, stored as TEXT (SQLite keeps them): each type gets them too
+NOT_UTF8 = ["c328", "ff", "80", "41e282", "eab0", "c0af", "4180"]
 
 
 @pytest.mark.parametrize("target_type", sorted(GATED))
@@ -150,10 +213,17 @@ def test_a_value_the_gate_accepts_passes_every_check(target_type: str) -> None:
     rule, kind = conversion_for(target_type), TargetType(target_type)
     assert rule.fits is not None
     conn = sqlite3.connect(":memory:")
+    conn.text_factory = bytes  # the gate lets text that is not UTF-8 by (the row check's)
     register_functions(conn)
     conn.execute("CREATE TABLE t (v)")
     conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in GATED[target_type]])
-    misfit = " OR ".join(f"({sql})" for _, sql in rule.checks("v", kind))
+    conn.executemany(
+        "INSERT INTO t VALUES (CAST(? AS TEXT))", [(bytes.fromhex(h),) for h in NOT_UTF8]
+    )
+    from runbook.engine.values import _ROW_CHECKS
+
+    row_checked = {check("v") for check in _ROW_CHECKS.values()}  # made per row, not gated
+    misfit = " OR ".join(f"({sql})" for _, sql in rule.checks("v", kind) if sql not in row_checked)
     accepted = conn.execute(
         f"SELECT v, coalesce(v IS NOT NULL AND ({misfit}), 0) FROM t WHERE {rule.fits('v', kind)}"
     ).fetchall()
@@ -161,12 +231,46 @@ def test_a_value_the_gate_accepts_passes_every_check(target_type: str) -> None:
     assert [v for v, failed in accepted if failed] == []
 
 
+def test_text_that_is_not_utf8_or_holds_nul_is_found_beside_text_that_is_fine(tmp_path) -> None:
+    from runbook.columns.conversions import conversion_for
+    from runbook.columns.plan import ColumnPlan
+
+    path = tmp_path / "texts.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT, j TEXT)")
+    rows = [
+        (1, "plain", "한국어", '{"k": "값"}'),
+        (2, bytes.fromhex("c328"), "ok", None),  # a lead byte before ASCII: length() sees 2
+        (3, "ok", bytes.fromhex("e282"), "[1]"),  # a character cut short at the end
+        (4, bytes.fromhex("e2"), bytes.fromhex("82ac"), "{}"),  # halves of one character
+        (5, "x", None, bytes.fromhex("5b2280225d")),  # a stray continuation byte in JSON
+        (6, 7, 2.5, 3),  # numbers: not text, not checked as text
+        (7, "a\x00b", "한\x00", '{"k": "\\u0000"}'),  # NUL in text; an escaped one in JSON
+    ]
+    conn.executemany("INSERT INTO t VALUES (?, CAST(? AS TEXT), CAST(? AS TEXT), ?)", rows[:5])
+    conn.execute("UPDATE t SET j = CAST(j AS TEXT) WHERE id = 5")
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows[5:])
+    conn.commit()
+    conn.close()
+
+    def plan(column: str, pg_type: str) -> ColumnPlan:
+        return ColumnPlan("t", column, "TEXT", pg_type, True, conversion_for(pg_type).name)
+
+    plans = [plan("id", "integer"), plan("a", "text"), plan("b", "text"), plan("j", "jsonb")]
+    found = {(f["pk"]["id"], f["column"], f["kind"]) for f in scan(str(path), plans)["findings"]}
+    utf8 = {(pk, column) for pk, column, kind in found if kind == "invalid_utf8"}
+    assert utf8 == {(2, "a"), (3, "b"), (4, "a"), (4, "b"), (5, "j")}
+    nul = {(pk, column) for pk, column, kind in found if kind == "nul_character"}
+    assert nul == {(7, "a"), (7, "b"), (7, "j")}
+
+
 def test_a_scan_in_rowid_ranges_finds_what_one_pass_finds(dirty, plans, monkeypatch) -> None:
-    from runbook.engine import preflight
+    from runbook.engine import values
 
     whole = scan(str(dirty[0]), plans)
-    monkeypatch.setattr(preflight, "SPLIT_ROWS", 3)  # every table in ranges of 3 rowids
-    monkeypatch.setattr(preflight, "THREADS", 3)
+    monkeypatch.setattr(values, "SPLIT_ROWS", 3)  # every table in ranges of 3 rowids
+    monkeypatch.setattr(values, "PROCESSES", 3)
+    monkeypatch.setattr(values, "IN_PROCESS_ROWS", 0)  # in worker processes
     in_ranges = scan(str(dirty[0]), plans)
     assert whole.pop("seconds").keys() == in_ranges.pop("seconds").keys()
     assert in_ranges == whole  # the same findings, in the same order

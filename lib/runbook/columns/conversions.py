@@ -20,6 +20,7 @@ from typing import Any
 from runbook.columns import canonical, expressions, rules
 from runbook.columns.types import (
     INVALID_UTF8,
+    NUL_OR_NOT_UTF8,
     NULL_COPY,
     PYTHON_REPR,
     Check,
@@ -87,6 +88,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_date,
         wire=expressions.date_wire,
         sql_canonical=expressions.date_sql,
+        fits=expressions.date_fits,
     ),
     "time": Conversion(
         "iso-time",
@@ -96,6 +98,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_time,
         wire=expressions.time_wire,
         sql_canonical=expressions.time_sql,
+        fits=expressions.time_fits,
     ),
     "json": Conversion(
         "json-text",
@@ -105,6 +108,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_json,
         target_select=lambda col: f"{col}::text",
         wire=expressions.json_wire,
+        fits=expressions.json_fits,
     ),
     "text": Conversion(
         "text",
@@ -114,6 +118,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_text,
         wire=expressions.text_wire,
         sql_canonical=expressions.text_sql,
+        fits=expressions.text_fits,
     ),
     "text-from-any": Conversion(
         "text-from-any",
@@ -123,8 +128,8 @@ CONVERSIONS: dict[str, Conversion] = {
         ),
         lambda col, t: [
             ("wrong_type", f"typeof({col}) = 'blob'"),
-            ("nul_character", f"typeof({col}) = 'text' AND instr({col}, char(0)) > 0"),
-            ("invalid_utf8", f"typeof({col}) = 'text' AND {INVALID_UTF8}(CAST({col} AS BLOB))"),
+            ("nul_character", expressions.has_nul(col)),
+            ("invalid_utf8", expressions.not_utf8(col)),
         ],
         canonical.canonical_text_from_any,
     ),
@@ -265,9 +270,23 @@ def _invalid_utf8(value: object) -> bool:
     return False
 
 
+def _nul_or_invalid_utf8(value: object) -> bool:
+    """A row's text (its bytes) holding a NUL or not UTF-8; ASCII needs no decoding."""
+    if not isinstance(value, bytes) or value.isascii() and b"\x00" not in value:
+        return False
+    if b"\x00" in value:
+        return True
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 SQL_FUNCTIONS: dict[str, tuple[int, Callable]] = {  # name: (number of arguments, function)
     PYTHON_REPR: (1, _repr_real),
     INVALID_UTF8: (1, _invalid_utf8),
+    NUL_OR_NOT_UTF8: (1, _nul_or_invalid_utf8),
     rules.RULE_FUNCTION: (2, rules.apply_rules_sql),
 }
 

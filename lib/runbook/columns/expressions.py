@@ -79,22 +79,17 @@ def datetime_checks(col: str, target: TargetType) -> list[Check]:
     ]
 
 
-_LONG_MONTHS = "('01', '03', '05', '07', '08', '10', '12')"
-_PLAIN_DATETIME = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9][ T][0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
-
-
 def datetime_fits(col: str, target: TargetType) -> str:
-    """The common spelling, 'YYYY-MM-DD HH:MM:SS[.ffffff]' of a day every year has (not
-    February 29th), without offset, passes every datetime check: the preflight tests it first
-    and evaluates the checks (several times dearer: offset GLOBs, two date parses) only for
-    other values."""
+    """'YYYY-MM-DD HH:MM:SS[.f…]' of a real date and time passes every datetime check: its
+    first 19 characters come back through a Julian day (no offset moved it, no February 30th
+    rolled over) and a fraction or nothing follows (measured on 1M values: 0.56 s, the checks
+    with their offset GLOBs and two date parses 1.03 s); the checks run only for the rest."""
+    raw = f"CAST({col} AS BLOB)"  # byte positions: no counting of characters
     return (
-        f"typeof({col}) = 'text' AND ({col} GLOB '{_PLAIN_DATETIME}' "
-        f"OR {col} GLOB '{_PLAIN_DATETIME}.[0-9][0-9][0-9][0-9][0-9][0-9]') "
-        f"AND substr({col}, 6, 2) BETWEEN '01' AND '12' AND substr({col}, 12, 2) < '24' "
-        f"AND (substr({col}, 9, 2) BETWEEN '01' AND '28' "
-        f"OR substr({col}, 9, 2) IN ('29', '30') AND substr({col}, 6, 2) <> '02' "
-        f"OR substr({col}, 9, 2) = '31' AND substr({col}, 6, 2) IN {_LONG_MONTHS})"
+        f"typeof({col}) = 'text' AND datetime(julianday({col})) = substr({col}, 1, 19) "
+        f"AND length({raw}) IN (19, 21, 22, 23, 24, 25, 26) "
+        f"AND substr({raw}, 20, 1) IN (x'', x'2e') "
+        f"AND substr({raw}, -1) BETWEEN x'30' AND x'39'"
     )
 
 
@@ -106,6 +101,17 @@ def date_checks(col: str, target: TargetType) -> list[Check]:
             f"{col} <> '' AND (typeof({col}) <> 'text' OR date(julianday({col})) IS NOT {col})",
         ),
     ]
+
+
+def date_fits(col: str, target: TargetType) -> str:
+    """'YYYY-MM-DD' of a real day (it comes back unchanged through a Julian day number; date()
+    alone keeps February 30th) passes the checks."""
+    return f"typeof({col}) = 'text' AND date(julianday({col})) = {col}"
+
+
+def time_fits(col: str, target: TargetType) -> str:
+    """'HH:MM:SS' of a real time of day (SQLite's time() gives it back) passes the checks."""
+    return f"typeof({col}) = 'text' AND time({col}) = {col}"
 
 
 def time_checks(col: str, target: TargetType) -> list[Check]:
@@ -120,11 +126,45 @@ def time_checks(col: str, target: TargetType) -> list[Check]:
     ]
 
 
+def not_utf8(col: str) -> str:
+    """The UTF-8 check of a column's text, one predicate for every conversion: the preflight
+    finds it and makes it, with `has_nul`, once per row for all such columns (a Python call)."""
+    return f"typeof({col}) = 'text' AND {INVALID_UTF8}(CAST({col} AS BLOB))"
+
+
+def has_nul(col: str) -> str:
+    """The NUL check of a column's text (made per row with `not_utf8` by the preflight)."""
+    return f"typeof({col}) = 'text' AND instr({col}, char(0)) > 0"
+
+
+def text_fits(col: str, target: TargetType) -> str:
+    """Text within the column's limit (its bytes, else its characters) passes every check but
+    NUL and UTF-8, which the preflight makes per row in Python at memchr and decode speed
+    (measured on 1M values: 0.43 s checked one by one; on 120k rows of 490-byte Korean text,
+    instr(NUL) 0.08 s and length() 0.06 s per column)."""
+    if target.base in ("character varying", "character") and target.modifiers:
+        limit = target.modifiers[0]
+        return (
+            f"typeof({col}) = 'text' "
+            f"AND (length(CAST({col} AS BLOB)) <= {limit} OR length({col}) <= {limit})"
+        )
+    return f"typeof({col}) = 'text'"
+
+
+def json_fits(col: str, target: TargetType) -> str:
+    """A JSON number, or valid JSON text without an escaped NUL (JSON spells it only as a
+    lowercase \\u0000), passes every check but the UTF-8 one (made per row)."""
+    return (
+        f"(typeof({col}) IN ('integer', 'real') OR typeof({col}) = 'text' AND json_valid({col}) "
+        f"AND instr({col}, '\\u0000') = 0)"
+    )
+
+
 def text_checks(col: str, target: TargetType) -> list[Check]:
     checks = [
         ("wrong_type", f"typeof({col}) <> 'text'"),
-        ("nul_character", f"typeof({col}) = 'text' AND instr({col}, char(0)) > 0"),
-        ("invalid_utf8", f"typeof({col}) = 'text' AND {INVALID_UTF8}(CAST({col} AS BLOB))"),
+        ("nul_character", has_nul(col)),
+        ("invalid_utf8", not_utf8(col)),
     ]
     if target.base in ("character varying", "character") and target.modifiers:
         checks.append(
@@ -137,9 +177,9 @@ def json_checks(col: str, target: TargetType) -> list[Check]:
     # JSON declares NUMERIC affinity in SQLite: a bare JSON number is stored as a number
     return [
         ("wrong_type", f"typeof({col}) NOT IN ('text', 'integer', 'real')"),
-        ("invalid_utf8", f"typeof({col}) = 'text' AND {INVALID_UTF8}(CAST({col} AS BLOB))"),
+        ("invalid_utf8", not_utf8(col)),
         ("invalid_json", f"typeof({col}) = 'text' AND NOT json_valid({col})"),
-        ("nul_character", f"typeof({col}) = 'text' AND instr(lower({col}), '\\u0000') > 0"),
+        ("nul_character", f"typeof({col}) = 'text' AND instr({col}, '\\u0000') > 0"),
     ]
 
 

@@ -13,6 +13,7 @@ NULL_COPY = "'\\N'"  # SQL literal of COPY's NULL marker
 # SQL functions registered on every source connection (`conversions.register_functions`)
 PYTHON_REPR = "runbook_repr_real"
 INVALID_UTF8 = "runbook_invalid_utf8"
+NUL_OR_NOT_UTF8 = "runbook_nul_or_not_utf8"  # the preflight's check of a row's text at once
 
 
 def copy_escape(expr: str) -> str:

@@ -3,21 +3,19 @@ every row that depends on such a row, found inside SQLite before a row is writte
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
-from itertools import groupby
 from typing import Any
 
 from runbook.columns.conversions import open_source
 from runbook.columns.plan import ColumnPlan, by_table
-from runbook.columns.rules import SUGGESTIONS, column_rule_hint, misfit_kind
+from runbook.columns.rules import SUGGESTIONS, column_rule_hint
 from runbook.core import source as sqlite_source
 from runbook.core.errors import RunbookError
 from runbook.core.source import quote_ident
 from runbook.engine.findings import Findings, key_select, shorten
 from runbook.engine.references import scan_dependents, scan_orphans, scan_references
+from runbook.engine.values import scan_in_parts, scan_values
 
 POLICIES = ("stop", "reject")
 REASONS = {
@@ -45,78 +43,6 @@ REASONS = {
     ),
     "check_violation": "breaks a CHECK constraint of the table (SQLite was told to ignore it)",
 }
-
-
-def _checks(plans: list[ColumnPlan]) -> list[tuple[ColumnPlan, str, str]]:
-    """Every value check of the conversion table and NOT NULL: (column, kind, predicate)."""
-    found = []
-    for plan in plans:
-        col = quote_ident(plan.column)
-        if not plan.nullable:
-            found.append((plan, "null_in_not_null", f"{col} IS NULL"))
-        found += [
-            (plan, kind, f"{col} IS NOT NULL AND ({predicate})")
-            for kind, predicate in plan.rule.checks(col, plan.kind)
-        ]
-    return found
-
-
-MASK_BITS = 60  # checks per bit mask column (SQLite integers are 64-bit)
-
-
-def _mask(checks: list[tuple[ColumnPlan, str, str]]) -> str:
-    """SQL for the bit mask of the failed checks (bit i: checks[i]); a column's checks are
-    evaluated only for values its conversion's `fits` does not accept (measured on 1M rows:
-    a DATETIME column's checks 8 s, with the gate 1 s)."""
-    terms = []
-    for _, group in groupby(enumerate(checks), key=lambda item: item[1][0].column):
-        listed = list(group)
-        plan = listed[0][1][0]
-        bits = " + ".join(f"CASE WHEN {p} THEN {1 << bit} ELSE 0 END" for bit, (_, _, p) in listed)
-        fits = plan.rule.fits
-        if fits is None:
-            terms.append(bits)
-        else:
-            terms.append(
-                f"CASE WHEN {fits(quote_ident(plan.column), plan.kind)} THEN 0 ELSE {bits} END"
-            )
-    return " + ".join(terms)
-
-
-def _scan_values(
-    conn: sqlite3.Connection,
-    table: sqlite_source.Table,
-    plans: list[ColumnPlan],
-    found: Findings | _Recorded,
-    only: str = "",
-) -> None:
-    """Every value check of the conversion table and NOT NULL, in one pass over the rows `only`
-    selects (all when empty): each row's failed checks as bits of a few masks, only the rows
-    with a bit set coming back to Python (measured: one pass instead of one query per check)."""
-    checks = _checks(plans)
-    if not checks:
-        return
-    key_names, key_sql = key_select(table)
-    masks = [_mask(checks[start : start + MASK_BITS]) for start in range(0, len(checks), MASK_BITS)]
-    values = ", ".join(quote_ident(p.column) for p in plans)
-    named = ", ".join(f"{m} AS m{i}" for i, m in enumerate(masks))
-    sql = (
-        f"SELECT * FROM (SELECT {key_sql}, {values}, {named} FROM "
-        f"{quote_ident(table.name)}{f' WHERE {only}' if only else ''}) "
-        f"WHERE {' OR '.join(f'm{i} <> 0' for i in range(len(masks)))}"
-    )
-    position = {p.column: i for i, p in enumerate(plans)}
-    for row in conn.execute(sql):
-        identity, key = row[0], row[1 : 1 + len(key_names)]
-        row_values = row[1 + len(key_names) : 1 + len(key_names) + len(plans)]
-        pk = dict(zip(key_names, key, strict=True))
-        for i, mask in enumerate(row[-len(masks) :]):
-            for bit in range(MASK_BITS):
-                if mask >> bit & 1:
-                    plan, kind, _ = checks[i * MASK_BITS + bit]
-                    value = row_values[position[plan.column]]
-                    kind = misfit_kind(kind, value)
-                    found.add(table.name, identity, pk, plan.column, kind, shorten(value))
 
 
 def _scan_checks(
@@ -198,70 +124,13 @@ def _scan_unique(
             )
 
 
-SPLIT_ROWS = 200_000  # a larger table's values are scanned in rowid ranges of this many rows
-THREADS = min(4, os.cpu_count() or 1)  # ranges scanned at once, each on its own connection
-
-
-class _Recorded(list):
-    """The findings of one range, in order, added to the whole scan's when all are done."""
-
-    def add(self, *finding: Any) -> None:
-        self.append(finding)
-
-
-def _ranges(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[str]:
-    """`only` clauses cutting a large rowid table into ranges of about SPLIT_ROWS rowids, in
-    rowid order (the order of one pass); the whole table (one empty clause) otherwise."""
-    if not table.rowid:
-        return [""]
-    low, high = conn.execute(
-        f"SELECT min(rowid), max(rowid) FROM {quote_ident(table.name)}"
-    ).fetchone()
-    if low is None or high - low < SPLIT_ROWS:
-        return [""]
-    return [
-        f"rowid BETWEEN {start} AND {min(start + SPLIT_ROWS - 1, high)}"
-        for start in range(low, high + 1, SPLIT_ROWS)
-    ]
-
-
-def _scan_values_in_parts(
-    backup: str,
-    conn: sqlite3.Connection,
-    tables: dict[str, sqlite_source.Table],
-    plans: dict[str, list[ColumnPlan]],
-) -> dict[str, tuple[list[tuple], float]]:
-    """The values scan of every table, its ranges in THREADS threads (SQLite runs a query
-    without holding Python's GIL): per table, its findings in one pass's order and the seconds
-    its ranges took, summed (a second core, when free, takes half the rows; measured with
-    both cores busy with other work: 8.5 s → 7.1-8.2 s for 1.2M rows, the same findings)."""
-    tasks = [(name, only) for name in plans for only in _ranges(conn, tables[name])]
-
-    def scan_range(task: tuple[str, str]) -> tuple[_Recorded, float]:
-        name, only = task
-        clock, recorded = time.perf_counter(), _Recorded()
-        part = open_source(backup)
-        try:
-            _scan_values(part, tables[name], plans[name], recorded, only)
-        finally:
-            part.close()
-        return recorded, time.perf_counter() - clock
-
-    with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="preflight") as pool:
-        done = list(pool.map(scan_range, tasks))
-    parts: dict[str, tuple[list[tuple], float]] = {name: ([], 0.0) for name in plans}
-    for (name, _), (recorded, spent) in zip(tasks, done, strict=True):
-        parts[name] = (parts[name][0] + recorded, parts[name][1] + spent)
-    return parts
-
-
 def scan_rows(conn: sqlite3.Connection, plans: dict[str, list[ColumnPlan]]) -> list[dict[str, Any]]:
     """The misfits (values and NOT NULL) of the given tables in an open SQLite database, for
     rows corrected by the operator before they are re-inserted."""
     tables = {t.name: t for t in sqlite_source.reflect(conn)}
     found = Findings()
     for name, table_plans in plans.items():
-        _scan_values(conn, tables[name], table_plans, found)
+        scan_values(conn, tables[name], table_plans, found)
     return found.listed
 
 
@@ -279,7 +148,7 @@ def scan(
     seconds: dict[str, float] = {}  # what the scan cost, per table and for the foreign keys
     try:
         planned = by_table(plans)
-        parts = _scan_values_in_parts(backup, conn, {n: tables[n] for n in planned}, planned)
+        parts = scan_in_parts(backup, conn, {n: tables[n] for n in planned}, planned)
         for table_name, table_plans in planned.items():
             recorded, spent = parts[table_name]
             clock = time.perf_counter()
@@ -343,7 +212,7 @@ def scan_changes(
     for name, rowids in changed.items():
         if rowids:
             only = _in(rowids)
-            _scan_values(conn, tables[name], plans[name], found, only)
+            scan_values(conn, tables[name], plans[name], found, only)
             scan_references(conn, tables, tables[name], found, only=only)
     if any(deleted.values()):
         for child in tables.values():

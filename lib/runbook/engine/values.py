@@ -1,0 +1,232 @@
+"""The preflight's values scan: every value check of the conversion table and NOT NULL in one
+pass per table (or rowid range) inside SQLite, the text of a row checked at once for NUL and
+UTF-8, the ranges of a large database in worker processes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from itertools import groupby
+from typing import Any
+
+from runbook.columns.conversions import open_source
+from runbook.columns.expressions import has_nul, not_utf8
+from runbook.columns.plan import ColumnPlan
+from runbook.columns.rules import misfit_kind
+from runbook.columns.types import NUL_OR_NOT_UTF8
+from runbook.core import source as sqlite_source
+from runbook.core.source import quote_ident
+from runbook.core.workers import in_processes
+from runbook.engine.findings import Findings, key_select, shorten
+
+
+def _checks(plans: list[ColumnPlan]) -> list[tuple[ColumnPlan, str, str]]:
+    """Every value check of the conversion table and NOT NULL: (column, kind, predicate)."""
+    found = []
+    for plan in plans:
+        col = quote_ident(plan.column)
+        if not plan.nullable:
+            found.append((plan, "null_in_not_null", f"{col} IS NULL"))
+        found += [
+            (plan, kind, f"{col} IS NOT NULL AND ({predicate})")
+            for kind, predicate in plan.rule.checks(col, plan.kind)
+        ]
+    return found
+
+
+_ROW_CHECKS = {"invalid_utf8": not_utf8, "nul_character": has_nul}  # made per row, in Python
+
+
+def _row_checks_apart(
+    checks: list[tuple[ColumnPlan, str, str]],
+) -> tuple[list[tuple[ColumnPlan, str, str]], dict[str, tuple[ColumnPlan, set[str]]]]:
+    """The checks but the plain UTF-8 and NUL ones, and the columns those were for with their
+    kinds: the text of a row is checked at once, in one Python call (a call per value held the
+    GIL, and SQLite's instr() and a Python decode per value cost more than one per row:
+    measured on 120k rows of five 490-byte Korean texts)."""
+    kept, by_row = [], {}
+    for check in checks:
+        plan, kind, predicate = check
+        col = quote_ident(plan.column)
+        if kind in _ROW_CHECKS and predicate == f"{col} IS NOT NULL AND ({_ROW_CHECKS[kind](col)})":
+            by_row.setdefault(plan.column, (plan, set()))[1].add(kind)
+        else:
+            kept.append(check)
+    return kept, by_row
+
+
+def _row_text_check(plans: list[ColumnPlan]) -> str:
+    """SQL true when some text of the row holds a NUL or is not UTF-8: the columns' text
+    joined by newlines (an ASCII byte between them, so no two halves make a character)."""
+    joined = " || char(10) || ".join(
+        f"CASE typeof({quote_ident(p.column)}) WHEN 'text' THEN {quote_ident(p.column)} ELSE '' END"
+        for p in plans
+    )
+    return f"coalesce({NUL_OR_NOT_UTF8}(CAST({joined} AS BLOB)), 0)"
+
+
+def _text_findings(value: object, kinds: set[str]) -> list[str]:
+    """The row-checked kinds a text value (its bytes) fails."""
+    if not isinstance(value, bytes):
+        return []
+    failed = ["nul_character"] if "nul_character" in kinds and b"\x00" in value else []
+    if "invalid_utf8" in kinds:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            failed.append("invalid_utf8")
+    return failed
+
+
+MASK_BITS = 60  # checks per bit mask column (SQLite integers are 64-bit)
+
+
+def _mask(checks: list[tuple[ColumnPlan, str, str]]) -> str:
+    """SQL for the bit mask of the failed checks (bit i: checks[i]); a column's checks are
+    evaluated only for values its conversion's `fits` does not accept (measured on 1M rows:
+    a DATETIME column's checks 8 s, with the gate 1 s)."""
+    terms = []
+    for _, group in groupby(enumerate(checks), key=lambda item: item[1][0].column):
+        listed = list(group)
+        plan = listed[0][1][0]
+        bits = " + ".join(f"CASE WHEN {p} THEN {1 << bit} ELSE 0 END" for bit, (_, _, p) in listed)
+        fits = plan.rule.fits
+        if fits is None:
+            terms.append(bits)
+        else:
+            terms.append(
+                f"CASE WHEN {fits(quote_ident(plan.column), plan.kind)} THEN 0 ELSE {bits} END"
+            )
+    return " + ".join(terms)
+
+
+def scan_values(
+    conn: sqlite3.Connection,
+    table: sqlite_source.Table,
+    plans: list[ColumnPlan],
+    found: Findings | Recorded,
+    only: str = "",
+) -> None:
+    """Every value check of the conversion table and NOT NULL, in one pass over the rows `only`
+    selects (all when empty): each row's failed checks as bits of a few masks, and whether its
+    text is UTF-8, only the rows with a bit set coming back to Python (measured: one pass
+    instead of one query per check)."""
+    checks, by_row = _row_checks_apart(_checks(plans))
+    if not checks and not by_row:
+        return
+    texts = [plan for plan, _ in by_row.values()]
+    key_names, key_sql = key_select(table)
+    masks = [_mask(checks[start : start + MASK_BITS]) for start in range(0, len(checks), MASK_BITS)]
+    value_masks = len(masks)
+    if texts:
+        masks.append(_row_text_check(texts))
+    values = ", ".join(quote_ident(p.column) for p in plans)
+    blobs = "".join(f", CAST({quote_ident(p.column)} AS BLOB)" for p in texts)
+    named = ", ".join(f"{m} AS m{i}" for i, m in enumerate(masks))
+    sql = (
+        f"SELECT * FROM (SELECT {key_sql}, {values}{blobs}, {named} FROM "
+        f"{quote_ident(table.name)}{f' WHERE {only}' if only else ''}) "
+        f"WHERE {' OR '.join(f'm{i} <> 0' for i in range(len(masks)))}"
+    )
+    position = {p.column: i for i, p in enumerate(plans)}
+    first_blob = 1 + len(key_names) + len(plans)
+    for row in conn.execute(sql):
+        identity, key = row[0], row[1 : 1 + len(key_names)]
+        pk = dict(zip(key_names, key, strict=True))
+        row_masks = row[first_blob + len(texts) :]
+        failed = [
+            checks[i * MASK_BITS + bit][:2]
+            for i, mask in enumerate(row_masks[:value_masks])
+            for bit in range(MASK_BITS)
+            if mask >> bit & 1
+        ]
+        if texts and row_masks[-1]:
+            for (plan, kinds), blob in zip(by_row.values(), row[first_blob:], strict=False):
+                failed += [(plan, kind) for kind in _text_findings(blob, kinds)]
+        for plan, kind in sorted(failed, key=lambda item: position[item[0].column]):
+            value = row[1 + len(key_names) + position[plan.column]]
+            kind = misfit_kind(kind, value)
+            found.add(table.name, identity, pk, plan.column, kind, shorten(value))
+
+
+SPLIT_ROWS = 50_000  # a larger table's values are scanned in rowid ranges of this many rows
+PROCESSES = min(4, os.cpu_count() or 1)  # ranges scanned at once, each in its own process
+IN_PROCESS_ROWS = 100_000  # a database this small is scanned here (a process costs ~0.1 s)
+
+
+class Recorded(list):
+    """The findings of one range, in order, added to the whole scan's when all are done."""
+
+    def add(self, *finding: Any) -> None:
+        self.append(finding)
+
+
+def _ranges(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[tuple[str, int]]:
+    """(`only` clause, rowids it spans) cutting a large rowid table into ranges of about
+    SPLIT_ROWS rowids, in rowid order (the order of one pass); the whole table otherwise."""
+    if not table.rowid:
+        return [("", SPLIT_ROWS)]
+    low, high = conn.execute(
+        f"SELECT min(rowid), max(rowid) FROM {quote_ident(table.name)}"
+    ).fetchone()
+    if low is None or high - low < SPLIT_ROWS:
+        return [("", 0 if low is None else high - low + 1)]
+    return [
+        (f"rowid BETWEEN {start} AND {min(start + SPLIT_ROWS - 1, high)}", SPLIT_ROWS)
+        for start in range(low, high + 1, SPLIT_ROWS)
+    ]
+
+
+_PART: dict[str, Any] = {}  # a scanning process's source connection and tables
+
+
+def _open_part(backup: str) -> None:
+    """Set up a scanning process: the backup opened with the conversions' SQL functions."""
+    _PART["conn"] = open_source(backup)
+    _PART["tables"] = {t.name: t for t in sqlite_source.reflect(_PART["conn"])}
+
+
+def _scan_part(job: tuple[list[ColumnPlan], str]) -> tuple[list[tuple], float]:
+    """One range's values scan in a scanning process: its findings in order, and its seconds."""
+    plans, only = job
+    clock, recorded = time.perf_counter(), Recorded()
+    scan_values(_PART["conn"], _PART["tables"][plans[0].table], plans, recorded, only)
+    return list(recorded), time.perf_counter() - clock
+
+
+def scan_in_parts(
+    backup: str,
+    conn: sqlite3.Connection,
+    tables: dict[str, sqlite_source.Table],
+    plans: dict[str, list[ColumnPlan]],
+) -> dict[str, tuple[list[tuple], float]]:
+    """The values scan of every table, its ranges in PROCESSES processes when the database has
+    more than IN_PROCESS_ROWS rows (largest ranges first): per table, its findings in one pass's
+    order and the seconds its ranges took, summed. Processes, not threads: the UTF-8 check is
+    a Python call, and threads making it waited on each other's GIL (measured, 1.2M rows: one
+    thread 2.6 s, two threads 7.5 s, two processes 1.x s)."""
+    tasks = [(name, *cut) for name in plans for cut in _ranges(conn, tables[name])]
+    done: dict[int, tuple[list[tuple], float]] = {}
+    if sum(rows for _, _, rows in tasks) <= IN_PROCESS_ROWS or PROCESSES < 2:
+        _PART.update(conn=conn, tables=tables)
+        try:
+            for index, (name, only, _) in enumerate(tasks):
+                done[index] = _scan_part((plans[name], only))
+        finally:
+            _PART.clear()
+    else:
+        order = sorted(range(len(tasks)), key=lambda index: -tasks[index][2])
+        in_processes(
+            [(index, (plans[tasks[index][0]], tasks[index][1])) for index in order],
+            PROCESSES,
+            "runbook.engine.values:_open_part",
+            (backup,),
+            "runbook.engine.values:_scan_part",
+            done.__setitem__,
+        )
+    parts: dict[str, tuple[list[tuple], float]] = {name: ([], 0.0) for name in plans}
+    for index, (name, _, _) in enumerate(tasks):
+        recorded, spent = done[index]
+        parts[name] = (parts[name][0] + recorded, parts[name][1] + spent)
+    return parts
