@@ -21,8 +21,9 @@ IGNORE = ["nbval-ignore-output"]  # cells whose output varies by run (timings, p
 LIBRARY = ["library-call"]
 
 BEGIN = "step = session.begin({step!r}, run_dir, source_db, target_url, database_url_env)"
-# steps whose library call starts no worker processes load the modules of their tables and
-# charts meanwhile (`charts.prefetch`)
+# 01 and 02 load the modules of their tables and charts while their library call works
+# (`charts.prefetch`; 02's preflight processes hold no rows), 03 and 04 once their loader or
+# checksum processes have ended
 PREFETCH = "\ncharts.prefetch()  # pandas and matplotlib load while the step works"
 
 
@@ -158,7 +159,9 @@ show the rows/s of each table's COPY and the load over time.""",
         ),
         (
             "code",
-            "result = transfer.transfer(step.run, step.target, on_bad_rows, workers=workers)",
+            "result = transfer.transfer(\n"
+            "    step.run, step.target, on_bad_rows, workers=workers, after_load=charts.prefetch\n"
+            ")  # pandas and matplotlib load while the server builds indexes",
             IGNORE + LIBRARY,
         ),
         ("code", "show.transfer_tables(result)", []),
@@ -195,7 +198,13 @@ matches), no rows differ, every check passed, and the verdict on the last line i
             "\n" + BEGIN.format(step="verify"),
             [],
         ),
-        ("code", "result = verify.verify(step.run, step.target, workers=workers)", LIBRARY),
+        (
+            "code",
+            "result = verify.verify(\n"
+            "    step.run, step.target, workers=workers, after_checksums=charts.prefetch\n"
+            ")  # pandas and matplotlib load while constraints and views are checked",
+            LIBRARY,
+        ),
         ("code", "show.verify_tables(result)", []),
         ("code", "charts.verify_chart(result)", []),
         ("code", "show.differences(result)", []),

@@ -148,10 +148,10 @@ def update_index(run_dir: Path, runs_root: Path) -> None:
         print(f"Index:      {write_index(root)}")
 
 
-# a step whose kernel starts while the step before it runs: 02's, during 01, which starts no
-# worker processes (a kernel is 51 MB: beside 03's or 04's workers it would cross the run's
-# 300 MB; measured: kernel start 1.0-1.6 s of each step's wall)
-EARLY_KERNEL = {"backup": "schema"}
+# the step whose kernel starts while a step runs: the next one (measured: kernel start 0.6 s of
+# a step's wall when papermill starts it, 0.3 s started early; a kernel is 51 MB, beside 02's
+# and 03's workers, below 04's peak, which has no kernel started beside it)
+EARLY_KERNEL = {"backup": "schema", "schema": "transfer", "transfer": "verify"}
 
 
 def start_kernel() -> Any:
@@ -169,7 +169,8 @@ def _execute_all(
     steps: list[str], parameters: RunParameters, secrets: tuple[str, ...], report: bool
 ) -> list[dict[str, Any]]:
     """Execute the steps in order until one fails, each HTML export made while the next step
-    runs, 02's kernel started during 01 and stopped after 02 (or unused, when 01 failed)."""
+    runs, the next step's kernel started while a step runs (EARLY_KERNEL) and stopped after its
+    step (or unused, when a step before failed)."""
     from jupyter_core.utils import run_sync
 
     records: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ from there and restores what the crashed run dropped.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -252,11 +253,18 @@ def _table_rows(
 
 
 def transfer(
-    run: RunFolder, target: Target, on_bad_rows: str = "stop", *, workers: int | None = None
+    run: RunFolder,
+    target: Target,
+    on_bad_rows: str = "stop",
+    *,
+    workers: int | None = None,
+    after_load: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Load every table of the backup into the target (plan, prepare, load, rebuild) on
     `workers` connections (default: one per CPU); misfits and occupied tables are refused before
-    anything is written. Writes and returns `transfer.json`."""
+    anything is written. `after_load` is called when the loader processes have ended (the
+    notebook loads what it shows with while the server builds indexes). Writes and returns
+    `transfer.json`."""
     workers = workers or default_workers()
     schema, backup = _inputs(run)
     require_clean(schema["preflight"], on_bad_rows)
@@ -273,6 +281,8 @@ def transfer(
             phases.done("prepare")
             _load(run, target, tables, prepared, workers)
             phases.done("data")
+            if after_load:
+                after_load()
             seen = sqlite_source.autoincrement_handed_out(source)
             floors = {t.target: seen[t.name.lower()] for t in tables if t.name.lower() in seen}
             sequences = _rebuild(target, tables, prepared, workers, phases, floors)
