@@ -135,13 +135,17 @@ def scan_rows(conn: sqlite3.Connection, plans: dict[str, list[ColumnPlan]]) -> l
 
 
 def scan(
-    backup: str, plans: list[ColumnPlan], checks: dict[str, list[tuple[str, str]]] | None = None
+    backup: str,
+    plans: list[ColumnPlan],
+    checks: dict[str, list[tuple[str, str]]] | None = None,
+    orphans: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Run every conversion's misfit predicates, the NOT NULL, unique-key, CHECK (`checks`:
-    per table, the target's (name, SQLite expression)) and foreign-key checks, and follow
-    foreign keys to the rows that depend on a misfit row; returns counts per (table, column,
-    kind), the first MAX_LISTED findings, and the identity of every row that cannot be loaded
-    (its rowid, or its primary key's text in a WITHOUT ROWID table)."""
+    per table, the target's (name, SQLite expression)) and foreign-key checks (`orphans`: the
+    backup's whole `PRAGMA foreign_key_check`, when step 01 has it), and follow foreign keys to
+    the rows that depend on a misfit row; returns counts per (table, column, kind), the first
+    MAX_LISTED findings, and the identity of every row that cannot be loaded (its rowid, or its
+    primary key's text in a WITHOUT ROWID table)."""
     conn = open_source(backup)
     tables = {t.name: t for t in sqlite_source.reflect(conn)}
     found = Findings()
@@ -158,7 +162,7 @@ def scan(
             _scan_checks(conn, tables[table_name], (checks or {}).get(table_name, []), found)
             seconds[table_name] = round(spent + time.perf_counter() - clock, 3)
         clock = time.perf_counter()
-        scan_orphans(conn, tables, found)
+        scan_orphans(conn, tables, found, orphans)
         scan_dependents(conn, tables, found)
         seconds["(foreign keys)"] = round(time.perf_counter() - clock, 3)
     finally:

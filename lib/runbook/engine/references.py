@@ -51,10 +51,17 @@ def _orphans_by_key(
 
 
 def scan_orphans(
-    conn: sqlite3.Connection, tables: dict[str, sqlite_source.Table], found: Findings
+    conn: sqlite3.Connection,
+    tables: dict[str, sqlite_source.Table],
+    found: Findings,
+    problems: list[dict] | None = None,
 ) -> None:
+    """Every row whose foreign key points at no parent, from `PRAGMA foreign_key_check` (or
+    its `problems` when the caller has them: step 01 ran it on the same backup)."""
     rowless = set()
-    for problem in sqlite_source.foreign_key_problems(conn):
+    if problems is None:
+        problems = sqlite_source.foreign_key_problems(conn)
+    for problem in problems:
         table = tables.get(problem["table"])
         if table is None:
             continue

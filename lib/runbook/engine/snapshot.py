@@ -75,12 +75,15 @@ def describe_copy(source_path: Path, copy: Path) -> dict[str, Any]:
             "sha256": sha256_file(copy),
             "sqlite_version": sqlite3.sqlite_version,
             "integrity_check": ["ok"],
-            "foreign_key_check": sqlite_source.foreign_key_problems(conn)[:1000],
+            "foreign_key_check": sqlite_source.foreign_key_problems(conn)[:FK_PROBLEMS_KEPT],
             "row_counts": sqlite_source.row_counts(conn, tables),
             "table_bytes": sqlite_source.table_sizes(conn),
         }
     finally:
         conn.close()
+
+
+FK_PROBLEMS_KEPT = 1000  # backup.json's foreign_key_check; fewer: the whole list (02 reuses it)
 
 
 def _unreadable(path: Path, exc: Exception) -> RunbookError:

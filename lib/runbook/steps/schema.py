@@ -27,6 +27,7 @@ from runbook.core.target import (
 )
 from runbook.engine import ddl, ledger, replace
 from runbook.engine.preflight import require_policy, scan
+from runbook.engine.snapshot import FK_PROBLEMS_KEPT
 
 
 def alembic_head() -> str:
@@ -303,6 +304,14 @@ def translated_checks(reflected: dict[str, Any] | None) -> dict[str, list[tuple[
     return checks
 
 
+def _orphans_known(run: RunFolder) -> list[dict] | None:
+    """Step 01's `PRAGMA foreign_key_check` of the same backup, when it kept the whole list
+    (the preflight need not run it again: measured 0.2-0.8 s at scale 1)."""
+    backup = run.read("backup")
+    problems = backup.get("foreign_key_check", [])
+    return problems if len(problems) < FK_PROBLEMS_KEPT else None
+
+
 def prepare(
     run: RunFolder,
     target: Target,
@@ -328,7 +337,9 @@ def prepare(
             plans = column_map(
                 str(run.backup_path), step.pg, column_rules, reflected and reflected["tables"]
             )
-            preflight = scan(str(run.backup_path), plans, translated_checks(reflected))
+            preflight = scan(
+                str(run.backup_path), plans, translated_checks(reflected), _orphans_known(run)
+            )
             written = not (preflight["total"] and on_bad_rows == "stop")
         finally:
             step.finish(commit=written)
