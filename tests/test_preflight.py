@@ -231,7 +231,13 @@ def test_a_value_the_gate_accepts_passes_every_check(target_type: str) -> None:
     assert [v for v, failed in accepted if failed] == []
 
 
-def test_text_that_is_not_utf8_or_holds_nul_is_found_beside_text_that_is_fine(tmp_path) -> None:
+@pytest.mark.parametrize("chunk_bytes", [4 << 20, 1])  # one chunk; chunks of 16 rows
+def test_text_that_is_not_utf8_or_holds_nul_is_found_beside_text_that_is_fine(
+    tmp_path, monkeypatch, chunk_bytes
+) -> None:
+    from runbook.engine import values
+
+    monkeypatch.setattr(values, "TEXT_CHUNK_BYTES", chunk_bytes)
     from runbook.columns.conversions import conversion_for
     from runbook.columns.plan import ColumnPlan
 
@@ -250,6 +256,8 @@ def test_text_that_is_not_utf8_or_holds_nul_is_found_beside_text_that_is_fine(tm
     conn.executemany("INSERT INTO t VALUES (?, CAST(? AS TEXT), CAST(? AS TEXT), ?)", rows[:5])
     conn.execute("UPDATE t SET j = CAST(j AS TEXT) WHERE id = 5")
     conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows[5:])
+    fine = [(8 + i, f"row {i}", "줄", "[]") for i in range(60)]  # chunks without a problem
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", fine)
     conn.commit()
     conn.close()
 
