@@ -154,14 +154,29 @@ def update_index(run_dir: Path, runs_root: Path) -> None:
 EARLY_KERNEL = {"backup": "schema", "schema": "transfer", "transfer": "verify"}
 
 
-def start_kernel() -> Any:
-    """A kernel started now, as papermill would start it (same arguments, in notebooks/, with
-    the environment set so far), for a step that runs later."""
+def _imports(step: str) -> list[str]:
+    """The import lines of a step notebook's first cell after its parameters."""
+    cells = json.loads(notebook_path(step).read_text(encoding="utf-8"))["cells"]
+    code = [
+        c
+        for c in cells
+        if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", [])
+    ]
+    source = "".join(code[0]["source"]) if code else ""
+    return [line for line in source.splitlines() if line.startswith(("from runbook", "import "))]
+
+
+def start_kernel(step: str) -> Any:
+    """A kernel started now for `step`, which runs later: as papermill would start it (same
+    arguments, in notebooks/, with the environment set so far), and importing what the step's
+    notebook imports while it starts (IPython's exec_lines: no cell, no execution count; the
+    cell's imports then find the modules loaded; measured: 02's first cell 0.67 s -> 0.0x s)."""
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
     kernel = AsyncKernelManager(kernel_name="python3")
-    run_sync(kernel.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=str(NOTEBOOKS))
+    warm = [f"--IPKernelApp.exec_lines={line}" for line in _imports(step)]
+    run_sync(kernel.start_kernel)(extra_arguments=KERNEL_ARGUMENTS + warm, cwd=str(NOTEBOOKS))
     return kernel
 
 
@@ -181,7 +196,7 @@ def _execute_all(
         with Exports(secrets) as exports:
             for step in steps:
                 if EARLY_KERNEL.get(step) in steps:
-                    kernels[EARLY_KERNEL[step]] = start_kernel()
+                    kernels[EARLY_KERNEL[step]] = start_kernel(EARLY_KERNEL[step])
                 record = execute_step(
                     step, run_dir, parameters.for_step(step), secrets, report=report,
                     exports=exports, kernel=kernels.get(step),
