@@ -32,13 +32,26 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _command(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
 def tree_rss_kib(pid: int) -> int:
-    """Resident memory of a process and all its descendants, summed."""
-    total, stack = 0, [pid]
+    """Resident memory of a process and all its descendants, summed. A child still running its
+    parent's command is a fork that has not yet exec'd its own program (a kernel starting a
+    worker): its pages are the parent's, shared copy-on-write, so it counts once (seen: a
+    147 MB kernel counted twice for one 20 ms poll, 398 MB instead of 251 MB)."""
+    total, stack = 0, [(pid, b"")]
     while stack:
-        current = stack.pop()
-        total += _rss_kib(current)
-        stack += _children(current)
+        current, parent_command = stack.pop()
+        command = _command(current)
+        if command != parent_command:
+            total += _rss_kib(current)
+        stack += [(child, command) for child in _children(current)]
     return total
 
 

@@ -21,9 +21,8 @@ IGNORE = ["nbval-ignore-output"]  # cells whose output varies by run (timings, p
 LIBRARY = ["library-call"]
 
 BEGIN = "step = session.begin({step!r}, run_dir, source_db, target_url, database_url_env)"
-# 01 and 02 load the modules of their tables and charts while their library call works
-# (`charts.prefetch`; 02's preflight processes hold no rows), 03 and 04 once their loader or
-# checksum processes have ended
+# 01 loads the modules of its tables and charts while its library call works (`charts.prefetch`),
+# 02, 03 and 04 once their preflight, loader or checksum processes have ended
 PREFETCH = "\ncharts.prefetch()  # pandas and matplotlib load while the step works"
 
 
@@ -102,13 +101,14 @@ chart shows no misfits (or you chose how to handle them), and the last line says
             "from runbook.engine import preflight\n"
             "from runbook.record import charts, show\n"
             "from runbook.steps import schema\n"
-            "\n" + BEGIN.format(step="schema") + PREFETCH,
+            "\n" + BEGIN.format(step="schema"),
             [],
         ),
         (
             "code",
             "result = schema.prepare(\n"
-            "    step.run, step.target, column_rules, schema_mode, replace_target, on_bad_rows\n"
+            "    step.run, step.target, column_rules, schema_mode, replace_target, on_bad_rows,\n"
+            "    after_scan=charts.prefetch,  # pandas and matplotlib load once the scan ended\n"
             ")",
             LIBRARY,
         ),

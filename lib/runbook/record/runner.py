@@ -148,35 +148,22 @@ def update_index(run_dir: Path, runs_root: Path) -> None:
         print(f"Index:      {write_index(root)}")
 
 
-# the step whose kernel starts while a step runs: the next one (measured: kernel start 0.6 s of
-# a step's wall when papermill starts it, 0.3 s started early; a kernel is 51 MB, beside 02's
-# and 03's workers, below 04's peak, which has no kernel started beside it)
-EARLY_KERNEL = {"backup": "schema", "schema": "transfer", "transfer": "verify"}
+# a step whose kernel starts while the step before it runs: 02's, during 01, which starts no
+# worker processes (a kernel is 51 MB, 90 MB with 02's imports made at its start: beside 02's,
+# 03's or 04's workers or those imports, next to a kernel holding pandas and matplotlib, it lifts
+# the run's peak over 300 MB, measured 306-366 MB; kernel start is 0.6 s of a step's wall when
+# papermill starts it, 0.25 s started early)
+EARLY_KERNEL = {"backup": "schema"}
 
 
-def _imports(step: str) -> list[str]:
-    """The import lines of a step notebook's first cell after its parameters."""
-    cells = json.loads(notebook_path(step).read_text(encoding="utf-8"))["cells"]
-    code = [
-        c
-        for c in cells
-        if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", [])
-    ]
-    source = "".join(code[0]["source"]) if code else ""
-    return [line for line in source.splitlines() if line.startswith(("from runbook", "import "))]
-
-
-def start_kernel(step: str) -> Any:
-    """A kernel started now for `step`, which runs later: as papermill would start it (same
-    arguments, in notebooks/, with the environment set so far), and importing what the step's
-    notebook imports while it starts (IPython's exec_lines: no cell, no execution count; the
-    cell's imports then find the modules loaded; measured: 02's first cell 0.67 s -> 0.0x s)."""
+def start_kernel() -> Any:
+    """A kernel started now, as papermill would start it (same arguments, in notebooks/, with
+    the environment set so far), for a step that runs later."""
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
     kernel = AsyncKernelManager(kernel_name="python3")
-    warm = [f"--IPKernelApp.exec_lines={line}" for line in _imports(step)]
-    run_sync(kernel.start_kernel)(extra_arguments=KERNEL_ARGUMENTS + warm, cwd=str(NOTEBOOKS))
+    run_sync(kernel.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=str(NOTEBOOKS))
     return kernel
 
 
@@ -184,8 +171,8 @@ def _execute_all(
     steps: list[str], parameters: RunParameters, secrets: tuple[str, ...], report: bool
 ) -> list[dict[str, Any]]:
     """Execute the steps in order until one fails, each HTML export made while the next step
-    runs, the next step's kernel started while a step runs (EARLY_KERNEL) and stopped after its
-    step (or unused, when a step before failed)."""
+    runs, 02's kernel started during 01 (EARLY_KERNEL) and stopped after 02 (or unused, when 01
+    failed)."""
     from jupyter_core.utils import run_sync
 
     records: list[dict[str, Any]] = []
@@ -196,7 +183,7 @@ def _execute_all(
         with Exports(secrets) as exports:
             for step in steps:
                 if EARLY_KERNEL.get(step) in steps:
-                    kernels[EARLY_KERNEL[step]] = start_kernel(EARLY_KERNEL[step])
+                    kernels[EARLY_KERNEL[step]] = start_kernel()
                 record = execute_step(
                     step, run_dir, parameters.for_step(step), secrets, report=report,
                     exports=exports, kernel=kernels.get(step),
