@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from itertools import chain, groupby, starmap
+from itertools import chain, groupby, islice, starmap
 from operator import itemgetter, methodcaller
 from typing import Any
 
@@ -23,6 +23,7 @@ SEGMENT = 10_000  # primary-key values per checksum segment
 MASK = (1 << 64) - 1
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 FETCH_ROWS = 5_000
+HASH_ROWS = 1_000  # a segment's rows hashed this many at a time (wide rows: 10,000 held 80 MB)
 
 
 def _numeric_text(number: Decimal) -> str:
@@ -242,9 +243,12 @@ def source_sums(job: dict[str, Any]) -> dict[int, list[int]]:
             return conn.execute(job["next_key_sql"], (start,)).fetchone()[0]
 
         for segment, low, high in segments_present(next_key, job.get("start", INT64_MIN)):
-            rows = conn.execute(job["segment_sql"], (low, high)).fetchall()
-            sha256 = hashlib.sha256(hasher.segment_bytes(rows)).digest()
-            segments[segment] = [len(rows), digest64(sha256)]
+            rows, sha256 = iter(conn.execute(job["segment_sql"], (low, high))), hashlib.sha256()
+            count = 0
+            while batch := list(islice(rows, HASH_ROWS)):  # the same bytes as all rows at once
+                sha256.update(hasher.segment_bytes(batch))
+                count += len(batch)
+            segments[segment] = [count, digest64(sha256.digest())]
         return segments
     finally:
         conn.close()
