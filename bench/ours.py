@@ -67,9 +67,42 @@ def per_table(tables: list[dict]) -> dict[str, dict]:
     }
 
 
+def preflight_by_conversion(run: RunFolder) -> dict[str, dict]:
+    """The preflight's values scan per conversion: every table scanned in this process, one
+    core, with only the columns of that conversion (their checks, their NOT NULL, their text's
+    NUL and UTF-8 row check), so each figure includes reading the rows once more; beside it,
+    what the step's whole scan cost (schema.json, all columns, in its worker processes)."""
+    import time
+
+    from runbook.columns.conversions import open_source
+    from runbook.columns.plan import by_table, plans_from
+    from runbook.core import source as sqlite_source
+    from runbook.engine.values import Recorded, scan_values
+
+    plans = plans_from(run.read("schema"))
+    conn = open_source(run.backup_path)
+    tables = {t.name: t for t in sqlite_source.reflect(conn)}
+    measured: dict[str, dict] = {}
+    try:
+        for conversion in sorted({p.conversion for p in plans}):
+            chosen = [p for p in plans if p.conversion == conversion]
+            clock, found = time.perf_counter(), Recorded()
+            for name, table_plans in by_table(chosen).items():
+                scan_values(conn, tables[name], table_plans, found)
+            measured[conversion] = {
+                "columns": len(chosen),
+                "seconds": round(time.perf_counter() - clock, 3),
+                "findings": len(found),
+            }
+    finally:
+        conn.close()
+    return measured
+
+
 def bench_ours(run: RunFolder, target: Target, workers: int | None) -> dict:
     """transfer() and verify() each in a process of its own: the call's seconds (without the
-    interpreter's start), the process tree's peak memory, phases and per-table speed."""
+    interpreter's start), the process tree's peak memory, phases and per-table speed; and the
+    preflight's cost per conversion."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "lib"), "TQDM_DISABLE": "1"}
     results = {}
     for step in ("transfer", "verify"):
@@ -80,6 +113,8 @@ def bench_ours(run: RunFolder, target: Target, workers: int | None) -> dict:
         if "tables" in inner:
             inner["tables"] = per_table(inner["tables"])
         results[step] = measured | inner
+    results["preflight"] = preflight_by_conversion(run)
+    results["preflight_scan"] = run.read("schema")["preflight"]["seconds"]
     return results
 
 
@@ -104,6 +139,7 @@ def bench_whole_run(sample: Path, work: Path, admin: Target) -> dict:
     manifest = json.loads((folder / "manifest.json").read_text())
     measured["steps"] = {
         s["step"]: {k: v for k, v in s.items() if isinstance(v, int | float)}
+        | {"parts": s.get("parts", {})}
         for s in manifest["steps"]
     }
     transfer = json.loads((folder / "transfer.json").read_text())

@@ -87,7 +87,98 @@ def markdown(result: dict) -> str:
                 f"{_cell(r['vs_copy_build'])} | {_cell(r['vs_duckdb_build'])} | "
                 f"{'–' if rss is None else f'{rss:.0f}'} | {_cell(r['note'])} |"
             )
-    return "\n".join(lines) + table_markdown(result) + cutover_markdown(result)
+    return (
+        "\n".join(lines)
+        + targets_markdown(result)
+        + parts_markdown(result)
+        + preflight_markdown(result)
+        + table_markdown(result)
+        + cutover_markdown(result)
+    )
+
+
+def _targets(entry: dict) -> list[tuple[str, float | None, float]]:
+    """(target, measured ratio or MiB, the bound it must stay at or under) of one case."""
+    run = entry.get("run") or {}
+    steps = run.get("steps") or {}
+    copy = (entry.get("copy") or {}).get("total", {}).get("seconds")
+    duck = (entry.get("duckdb") or {}).get("total", {}).get("seconds")
+    loader = (entry.get("pgloader") or {}).get("seconds")
+    transfer = steps.get("transfer", {}).get("seconds")
+    schema = steps.get("schema", {}).get("seconds")
+    whole = run.get("seconds")
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a and b else None
+
+    return [
+        ("03 step / (\\copy + build)", ratio(transfer, copy), 1.0),
+        ("03 step / DuckDB + build (under 1: faster)", ratio(transfer, duck), 1.0),
+        ("02 step / 03 step", ratio(schema, transfer), 0.3),
+        ("whole run / pgloader (under 1: faster)", ratio(whole, loader), 1.0),
+        ("whole run / DuckDB + build", ratio(whole, duck), 3.0),
+        ("peak memory of the whole run, MiB", run.get("peak_rss_mib"), 300.0),
+    ]
+
+
+def targets_markdown(result: dict) -> str:
+    """Issue 12's targets against this run, per shape and scale: met or not."""
+    lines = [
+        "",
+        "",
+        "| shape | scale | target | measured | bound | met |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for entry in result["cases"].values():
+        for name, value, bound in _targets(entry):
+            met = "–" if value is None else ("yes" if value <= bound else "**no**")
+            case = f"| {entry['shape']} | {entry['scale']} | {name}"
+            lines.append(f"{case} | {_cell(value)} | {bound} | {met} |")
+    return "\n".join(lines)
+
+
+PARTS = ("kernel_start", "setup", "library_call", "display", "other", "export")
+
+
+def parts_markdown(result: dict) -> str:
+    """Where each step's wall time went in the whole run, as its manifest records it (the
+    export runs beside the next step and is not part of the step's seconds)."""
+    lines = [
+        "",
+        "",
+        "| shape | scale | step | seconds | " + " | ".join(PARTS) + " | step − library call |",
+    ]
+    lines.append("|---|---|---|---:|" + "---:|" * (len(PARTS) + 1))
+    found = False
+    for entry in result["cases"].values():
+        for step, record in ((entry.get("run") or {}).get("steps") or {}).items():
+            parts = record.get("parts") or {}
+            if not parts:
+                continue
+            found = True
+            over = record["seconds"] - parts.get("library_call", 0)
+            cells = " | ".join(_cell(parts.get(name)) for name in PARTS)
+            lines.append(
+                f"| {entry['shape']} | {entry['scale']} | {step} | {record['seconds']:.2f} | "
+                f"{cells} | {over:.2f} |"
+            )
+    return "\n".join(lines) if found else ""
+
+
+def preflight_markdown(result: dict) -> str:
+    """The preflight's values scan per conversion (one core, rows read once per conversion)."""
+    lines = ["", "", "| shape | scale | conversion | columns | seconds (one core) | findings |"]
+    lines.append("|---|---|---|---:|---:|---:|")
+    found = False
+    for entry in result["cases"].values():
+        by_conversion = (entry.get("ours") or {}).get("preflight") or {}
+        for conversion, m in sorted(by_conversion.items(), key=lambda item: -item[1]["seconds"]):
+            found = True
+            lines.append(
+                f"| {entry['shape']} | {entry['scale']} | {conversion} | {m['columns']} | "
+                f"{m['seconds']:.2f} | {m['findings']} |"
+            )
+    return "\n".join(lines) if found else ""
 
 
 def table_markdown(result: dict) -> str:
