@@ -110,7 +110,13 @@ def sample_of(args: argparse.Namespace, shape: str, scale: str) -> Path:
     sample = args.data_dir / f"sample-{shape}-scale{scale}-seed{args.seed}.db"
     if not sample.exists():
         print(f"{shape} {scale}: generating {sample} …", flush=True)
-        generate(sample, scale=float(scale), seed=args.seed, profile=shape)
+        # written under another name first: a bench stopped while generating leaves no
+        # half-written sample that the next run would take for a whole one
+        partial = sample.with_name(sample.name + ".partial")
+        for leftover in (partial, partial.with_name(partial.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+        generate(partial, scale=float(scale), seed=args.seed, profile=shape)
+        partial.replace(sample)
     return sample
 
 
