@@ -48,7 +48,8 @@ def rows_of(entry: dict) -> list[dict]:
     if entry.get("copy"):
         add("psql \\copy (data only)", entry["copy"]["data"])
         add("psql \\copy + index/FK build", entry["copy"]["total"])
-    add("pgloader (defaults)", entry.get("pgloader"))
+    loader = entry.get("pgloader")
+    add(f"pgloader ({(loader or {}).get('options') or 'defaults'})", loader)
     if entry.get("duckdb"):
         add("DuckDB INSERT (data only)", entry["duckdb"]["data"])
         add("DuckDB + index/FK build", entry["duckdb"]["total"], _fidelity(entry["duckdb"]))
