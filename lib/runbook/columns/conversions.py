@@ -260,7 +260,8 @@ def _repr_real(value: object) -> object:
     return repr(value) if isinstance(value, float) else value
 
 
-def _invalid_utf8(value: object) -> bool:
+def invalid_utf8(value: object) -> bool:
+    """Bytes that are not UTF-8 (anything else is not checked here)."""
     if not isinstance(value, bytes):
         return False
     try:
@@ -274,18 +275,12 @@ def _nul_or_invalid_utf8(value: object) -> bool:
     """A row's text (its bytes) holding a NUL or not UTF-8; ASCII needs no decoding."""
     if not isinstance(value, bytes) or value.isascii() and b"\x00" not in value:
         return False
-    if b"\x00" in value:
-        return True
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return False
+    return b"\x00" in value or invalid_utf8(value)
 
 
 SQL_FUNCTIONS: dict[str, tuple[int, Callable]] = {  # name: (number of arguments, function)
     PYTHON_REPR: (1, _repr_real),
-    INVALID_UTF8: (1, _invalid_utf8),
+    INVALID_UTF8: (1, invalid_utf8),
     NUL_OR_NOT_UTF8: (1, _nul_or_invalid_utf8),
     rules.RULE_FUNCTION: (2, rules.apply_rules_sql),
 }

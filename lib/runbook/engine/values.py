@@ -10,7 +10,7 @@ import time
 from itertools import groupby
 from typing import Any
 
-from runbook.columns.conversions import open_source
+from runbook.columns.conversions import invalid_utf8, open_source
 from runbook.columns.expressions import has_nul, not_utf8
 from runbook.columns.plan import ColumnPlan
 from runbook.columns.rules import misfit_kind
@@ -20,40 +20,37 @@ from runbook.core.source import quote_ident
 from runbook.core.workers import in_processes
 from runbook.engine.findings import Findings, key_select, shorten
 
+_ROW_CHECKS = {"invalid_utf8": not_utf8, "nul_character": has_nul}  # made per row, in Python
 
-def _checks(plans: list[ColumnPlan]) -> list[tuple[ColumnPlan, str, str]]:
-    """Every value check of the conversion table and NOT NULL: (column, kind, predicate)."""
-    found = []
+
+def _checks(
+    plans: list[ColumnPlan],
+) -> tuple[list[tuple[ColumnPlan, str, str]], dict[str, tuple[ColumnPlan, set[str]]]]:
+    """Every value check of the conversion table and NOT NULL as (column, kind, predicate), but
+    the plain UTF-8 and NUL checks of text, which are kept apart as the columns they are for with
+    their kinds: the text of a row is checked at once, in one Python call (a call per value held
+    the GIL, and SQLite's instr() and a Python decode per value cost more than one per row:
+    measured on 120k rows of five 490-byte Korean texts)."""
+    found, by_row = [], {}
     for plan in plans:
         col = quote_ident(plan.column)
         if not plan.nullable:
             found.append((plan, "null_in_not_null", f"{col} IS NULL"))
-        found += [
-            (plan, kind, f"{col} IS NOT NULL AND ({predicate})")
-            for kind, predicate in plan.rule.checks(col, plan.kind)
-        ]
-    return found
+        for kind, predicate in plan.rule.checks(col, plan.kind):
+            if kind in _ROW_CHECKS and predicate == _ROW_CHECKS[kind](col):
+                by_row.setdefault(plan.column, (plan, set()))[1].add(kind)
+            else:
+                found.append((plan, kind, f"{col} IS NOT NULL AND ({predicate})"))
+    return found, by_row
 
 
-_ROW_CHECKS = {"invalid_utf8": not_utf8, "nul_character": has_nul}  # made per row, in Python
-
-
-def _row_checks_apart(
-    checks: list[tuple[ColumnPlan, str, str]],
-) -> tuple[list[tuple[ColumnPlan, str, str]], dict[str, tuple[ColumnPlan, set[str]]]]:
-    """The checks but the plain UTF-8 and NUL ones, and the columns those were for with their
-    kinds: the text of a row is checked at once, in one Python call (a call per value held the
-    GIL, and SQLite's instr() and a Python decode per value cost more than one per row:
-    measured on 120k rows of five 490-byte Korean texts)."""
-    kept, by_row = [], {}
-    for check in checks:
-        plan, kind, predicate = check
-        col = quote_ident(plan.column)
-        if kind in _ROW_CHECKS and predicate == f"{col} IS NOT NULL AND ({_ROW_CHECKS[kind](col)})":
-            by_row.setdefault(plan.column, (plan, set()))[1].add(kind)
-        else:
-            kept.append(check)
-    return kept, by_row
+def _joined_text(plans: list[ColumnPlan]) -> str:
+    """SQL for a row's text, its columns joined by newlines (an ASCII byte between them, so no
+    two halves make a character; the check of the whole is the check of each)."""
+    return " || char(10) || ".join(
+        f"CASE typeof({quote_ident(p.column)}) WHEN 'text' THEN {quote_ident(p.column)} ELSE '' END"
+        for p in plans
+    )
 
 
 def _row_text_check(plans: list[ColumnPlan]) -> str:
@@ -66,26 +63,12 @@ def _text_findings(value: object, kinds: set[str]) -> list[str]:
     if not isinstance(value, bytes):
         return []
     failed = ["nul_character"] if "nul_character" in kinds and b"\x00" in value else []
-    if "invalid_utf8" in kinds:
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError:
-            failed.append("invalid_utf8")
-    return failed
+    return failed + (["invalid_utf8"] if "invalid_utf8" in kinds and invalid_utf8(value) else [])
 
 
 TEXT_CHUNK_BYTES = 4 << 20  # a row range's text, joined in SQLite, checked in one Python call
 MAX_FLAGGED = 64  # flagged chunks named in the row check; more: every row of the range checked
 PER_ROW_TEXT_BYTES = 256  # a row's text above this is checked row by row, not in chunks
-
-
-def _joined_text(plans: list[ColumnPlan]) -> str:
-    """SQL for a row's text, its columns joined by newlines (an ASCII byte between them, so no
-    two halves make a character; the check of the whole is the check of each)."""
-    return " || char(10) || ".join(
-        f"CASE typeof({quote_ident(p.column)}) WHEN 'text' THEN {quote_ident(p.column)} ELSE '' END"
-        for p in plans
-    )
 
 
 def _flagged_chunks(
@@ -152,7 +135,7 @@ def scan_values(
     text holds a NUL or is not UTF-8, only the rows with a bit set coming back to Python
     (measured: one pass instead of one query per check). With the rowid `bounds` of those
     rows, the text is checked per chunk first and per row only in a chunk that failed."""
-    checks, by_row = _row_checks_apart(_checks(plans))
+    checks, by_row = _checks(plans)
     if not checks and not by_row:
         return
     texts = [plan for plan, _ in by_row.values()]
@@ -210,25 +193,23 @@ class Recorded(list):
         self.append(finding)
 
 
-Range = tuple[str, int, tuple[int, int] | None]  # `only` clause, rowids spanned, rowid bounds
+Range = tuple[int, tuple[int, int] | None]  # rowids spanned, rowid bounds (None: no rowid)
 
 
 def _ranges(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[Range]:
     """The ranges of about SPLIT_ROWS rowids cutting a large rowid table, in rowid order (the
     order of one pass); the whole table otherwise."""
     if not table.rowid:
-        return [("", SPLIT_ROWS, None)]
+        return [(SPLIT_ROWS, None)]
     low, high = conn.execute(
         f"SELECT min(rowid), max(rowid) FROM {quote_ident(table.name)}"
     ).fetchone()
     if low is None:
-        return [("", 0, None)]
-    if high - low < SPLIT_ROWS:
-        return [("", high - low + 1, (low, high))]
-    cuts = [
-        (start, min(start + SPLIT_ROWS - 1, high)) for start in range(low, high + 1, SPLIT_ROWS)
+        return [(0, None)]
+    return [
+        (min(SPLIT_ROWS, high - low + 1), (start, min(start + SPLIT_ROWS - 1, high)))
+        for start in range(low, high + 1, SPLIT_ROWS)
     ]
-    return [(f"rowid BETWEEN {a} AND {b}", SPLIT_ROWS, (a, b)) for a, b in cuts]
 
 
 _PART: dict[str, Any] = {}  # a scanning process's source connection and tables
@@ -240,14 +221,22 @@ def _open_part(backup: str) -> None:
     _PART["tables"] = {t.name: t for t in sqlite_source.reflect(_PART["conn"])}
 
 
-def _scan_part(
-    job: tuple[list[ColumnPlan], str, tuple[int, int] | None],
+def _scan_range(
+    conn: sqlite3.Connection,
+    tables: dict[str, sqlite_source.Table],
+    job: tuple[list[ColumnPlan], tuple[int, int] | None],
 ) -> tuple[list[tuple], float]:
-    """One range's values scan in a scanning process: its findings in order, and its seconds."""
-    plans, only, bounds = job
+    """One range's values scan: its findings in order, and its seconds."""
+    plans, bounds = job
+    only = f"rowid BETWEEN {bounds[0]} AND {bounds[1]}" if bounds else ""
     clock, recorded = time.perf_counter(), Recorded()
-    scan_values(_PART["conn"], _PART["tables"][plans[0].table], plans, recorded, only, bounds)
+    scan_values(conn, tables[plans[0].table], plans, recorded, only, bounds)
     return list(recorded), time.perf_counter() - clock
+
+
+def _scan_part(job: tuple[list[ColumnPlan], tuple[int, int] | None]) -> tuple[list[tuple], float]:
+    """One range's values scan in a scanning process."""
+    return _scan_range(_PART["conn"], _PART["tables"], job)
 
 
 def scan_in_parts(
@@ -263,20 +252,13 @@ def scan_in_parts(
     thread 2.6 s, two threads 7.5 s; the scan of scale 1 in two processes 2.2 s)."""
     tasks = [(name, *cut) for name in plans for cut in _ranges(conn, tables[name])]
     done: dict[int, tuple[list[tuple], float]] = {}
-    if sum(task[2] for task in tasks) <= IN_PROCESS_ROWS or PROCESSES < 2:
-        _PART.update(conn=conn, tables=tables)
-        try:
-            for index, (name, only, _, bounds) in enumerate(tasks):
-                done[index] = _scan_part((plans[name], only, bounds))
-        finally:
-            _PART.clear()
+    if sum(rows for _, rows, _ in tasks) <= IN_PROCESS_ROWS or PROCESSES < 2:
+        for index, (name, _, bounds) in enumerate(tasks):
+            done[index] = _scan_range(conn, tables, (plans[name], bounds))
     else:
-        order = sorted(range(len(tasks)), key=lambda index: -tasks[index][2])
+        order = sorted(range(len(tasks)), key=lambda index: -tasks[index][1])
         in_processes(
-            [
-                (index, (plans[tasks[index][0]], tasks[index][1], tasks[index][3]))
-                for index in order
-            ],
+            [(index, (plans[tasks[index][0]], tasks[index][2])) for index in order],
             PROCESSES,
             "runbook.engine.values:_open_part",
             (backup,),
@@ -284,7 +266,7 @@ def scan_in_parts(
             done.__setitem__,
         )
     parts: dict[str, tuple[list[tuple], float]] = {name: ([], 0.0) for name in plans}
-    for index, (name, *_) in enumerate(tasks):
+    for index, (name, _, _) in enumerate(tasks):
         recorded, spent = done[index]
         parts[name] = (parts[name][0] + recorded, parts[name][1] + spent)
     return parts

@@ -25,7 +25,7 @@ def prefetch() -> None:
     """Import pandas and matplotlib and find the Hangul font in a background thread while the
     step's library call works, so its tables and charts need not wait for them (measured: 2 s
     of a step's display). Not while a transfer's or checksum's worker processes run: their
-    80 MB would add to the run's peak (03 calls it when its loaders have ended)."""
+    80 MB would add to the run's peak (02, 03 and 04 call it when theirs have ended)."""
 
     def load() -> None:
         for name in ("pandas", "matplotlib.figure", "matplotlib.backends.backend_agg"):

@@ -149,10 +149,9 @@ def update_index(run_dir: Path, runs_root: Path) -> None:
 
 
 # a step whose kernel starts while the step before it runs: 02's, during 01, which starts no
-# worker processes (a kernel is 51 MB, 90 MB with 02's imports made at its start: beside 02's,
-# 03's or 04's workers or those imports, next to a kernel holding pandas and matplotlib, it lifts
-# the run's peak over 300 MB, measured 306-366 MB; kernel start is 0.6 s of a step's wall when
-# papermill starts it, 0.25 s started early)
+# worker processes (a kernel is 51 MB: started early for every step, beside a kernel holding
+# pandas and matplotlib, it lifted the run's peak over 300 MB, measured 306-366 MB; kernel start
+# is 0.6 s of a step's wall when papermill starts it, 0.25 s started early)
 EARLY_KERNEL = {"backup": "schema"}
 
 
