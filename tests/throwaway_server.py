@@ -123,6 +123,15 @@ def _own(user: str | None, *paths: Path) -> None:
             shutil.chown(path, user)
 
 
+def postgres_url(user: str, password: str, host: str, port: int, database: str) -> str:
+    """A server's URL, made at run time from the password generated for it (SQLAlchemy's URL
+    quotes what a URL must quote); no password is written into a file."""
+    from sqlalchemy.engine import URL
+
+    url = URL.create("postgresql", user, password, host, port, database)
+    return url.render_as_string(hide_password=False)
+
+
 @dataclass(frozen=True)
 class Certificates:
     """A throwaway CA and a server certificate it signed (for `host` only), as files."""
@@ -286,7 +295,7 @@ class ThrowawayServer:
         """A URL of this server: `user` with `password` (the superuser's by default)."""
         secret = password or (self.password if user == "postgres" else "")
         query = f"?{self.url_query}" if self.url_query else ""
-        return f"postgresql://{user}:{secret}@{self.host}:{self.port}/{database}{query}"
+        return postgres_url(user, secret, self.host, self.port, database) + query
 
     def target(self, database: str = "postgres", password: str | None = None) -> Target:
         secret = self.password if password is None else password
@@ -362,7 +371,7 @@ class ThrowawayPgBouncer:
 
     def url(self, database: str, user: str, password: str) -> str:
         """The URL of `database` through the pooler."""
-        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+        return postgres_url(user, password, "127.0.0.1", self.port, database)
 
     def close(self) -> None:
         self.process.terminate()
