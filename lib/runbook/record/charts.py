@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import io
 import sqlite3
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ from IPython.display import Image
 
 from runbook.core.source import open_readonly
 from runbook.record import hangul
-from runbook.record.lazy import agg, matplotlib, matplotlib_figure, pd
+from runbook.record.lazy import agg, load_in_background, matplotlib, matplotlib_figure, pd
 from runbook.record.show import backup_tables, verify_tables
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ def prefetch() -> None:
             importlib.import_module(name)
         hangul.cjk_font()
 
-    threading.Thread(target=load, name="prefetch", daemon=True).start()
+    load_in_background(load)
 
 
 def _png(fig: Figure) -> Image:

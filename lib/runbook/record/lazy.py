@@ -5,9 +5,30 @@ step's worker processes run (the peak of a whole run), not only when a table is 
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
+
+_loading: list[threading.Thread] = []  # background loads a first use waits for
+
+
+def load_in_background(load: Callable[[], None]) -> None:
+    """Run `load` (imports) in a background thread; the first use of a module waits for it, so
+    no import runs in two threads at once (Python may then hand one of them a module still being
+    initialised: seen as pandas' display options not yet set, a table printed another way)."""
+    thread = threading.Thread(target=load, name="prefetch", daemon=True)
+    _loading.append(thread)
+    thread.start()
+
+
+def _wait_for_loads() -> None:
+    """Wait for the background loads (but the one asking, when a load itself uses a module)."""
+    for thread in list(_loading):
+        if thread is not threading.current_thread():
+            thread.join()
+            if thread in _loading:
+                _loading.remove(thread)
 
 
 class OnFirstUse:
@@ -18,6 +39,7 @@ class OnFirstUse:
 
     def __getattr__(self, attribute: str) -> Any:
         if self._module is None:
+            _wait_for_loads()
             module = importlib.import_module(self._name)
             if self._setup:
                 self._setup(module)
@@ -28,6 +50,10 @@ class OnFirstUse:
 def _pandas_options(pandas: ModuleType) -> None:
     pandas.set_option("display.max_rows", 200)  # long tables go through summarize()
     pandas.set_option("display.max_colwidth", 80)
+    # set, not detected: pandas picks them from whether it thinks it runs in a terminal, which
+    # changed a committed notebook's table between runs (columns cut to "..." or wrapped)
+    pandas.set_option("display.max_columns", 30)
+    pandas.set_option("display.width", 120)
 
 
 pd = OnFirstUse("pandas", _pandas_options)
