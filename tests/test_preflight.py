@@ -282,3 +282,41 @@ def test_a_scan_in_rowid_ranges_finds_what_one_pass_finds(dirty, plans, monkeypa
     in_ranges = scan(str(dirty[0]), plans)
     assert whole.pop("seconds").keys() == in_ranges.pop("seconds").keys()
     assert in_ranges == whole  # the same findings, in the same order
+
+
+@pytest.mark.parametrize("in_processes", [False, True])
+def test_a_key_or_value_that_is_not_utf8_is_reported_as_stored(
+    tmp_path, monkeypatch, in_processes
+) -> None:
+    """The scan reads through apsw, which decodes text strictly: a finding's key and value that
+    are not UTF-8 still come back, as the standard module shows them (surrogates)."""
+    from runbook.columns.conversions import conversion_for
+    from runbook.engine import values
+
+    if in_processes:
+        monkeypatch.setattr(values, "PROCESSES", 2)
+        monkeypatch.setattr(values, "IN_PROCESS_ROWS", 0)
+    path = tmp_path / "keys.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE k (code TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID")
+    conn.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, n INTEGER)")
+    bad = bytes.fromhex("b0a1")  # EUC-KR for "가", not UTF-8
+    conn.execute("INSERT INTO k VALUES (CAST(? AS TEXT), 1), ('ok', CAST(? AS TEXT))", [bad, bad])
+    conn.execute("INSERT INTO r VALUES (1, CAST(? AS TEXT)), (2, 5)", [bad])
+    conn.commit()
+    conn.close()
+
+    def plan(table: str, column: str, pg_type: str) -> ColumnPlan:
+        return ColumnPlan(table, column, "TEXT", pg_type, False, conversion_for(pg_type).name)
+
+    plans = [plan("k", "code", "text"), plan("k", "n", "integer"), plan("r", "id", "integer")]
+    plans.append(plan("r", "n", "integer"))
+    found = [
+        (f["table"], f["pk"], f["column"], f["kind"]) for f in scan(str(path), plans)["findings"]
+    ]
+    shown = decode_text(bad)
+    assert found == [  # in key order: "ok" sorts before the byte 0xb0
+        ("k", {"code": "ok"}, "n", "wrong_type"),
+        ("k", {"code": shown}, "code", "invalid_utf8"),
+        ("r", {"id": 1}, "n", "wrong_type"),
+    ]
