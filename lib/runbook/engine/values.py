@@ -171,20 +171,32 @@ def scan_values(
             for kind, value in zip(row[1:first_blob:2], row[2:first_blob:2], strict=True)
         ]
         pk = dict(zip(key_names, exact[: len(key_names)], strict=True))
-        row_masks = row[first_blob + len(texts) :]
-        failed = [
-            checks[i * MASK_BITS + bit][:2]
-            for i, mask in enumerate(row_masks[:value_masks])
-            for bit in range(MASK_BITS)
-            if mask >> bit & 1
-        ]
-        if texts and row_masks[-1]:
-            for (plan, kinds), blob in zip(by_row.values(), row[first_blob:], strict=False):
-                failed += [(plan, kind) for kind in _text_findings(blob, kinds)]
+        failed = _failed(checks, by_row, value_masks, row[first_blob:])
         for plan, kind in sorted(failed, key=lambda item: position[item[0].column]):
             value = exact[len(key_names) + position[plan.column]]
             kind = misfit_kind(kind, value)
             found.add(table.name, identity, pk, plan.column, kind, shorten(value))
+
+
+def _failed(
+    checks: list[tuple[ColumnPlan, str, str]],
+    by_row: dict[str, tuple[ColumnPlan, set[str]]],
+    value_masks: int,
+    tail: tuple,
+) -> list[tuple[ColumnPlan, str]]:
+    """The (column, kind) checks a row failed, from the end of its selected row: its text's
+    bytes (one per row-checked column), then its masks (the text check's last)."""
+    row_masks = tail[len(by_row) :]
+    failed = [
+        checks[i * MASK_BITS + bit][:2]
+        for i, mask in enumerate(row_masks[:value_masks])
+        for bit in range(MASK_BITS)
+        if mask >> bit & 1
+    ]
+    if by_row and row_masks[-1]:
+        for (plan, kinds), blob in zip(by_row.values(), tail, strict=False):
+            failed += [(plan, kind) for kind in _text_findings(blob, kinds)]
+    return failed
 
 
 def _exact(column: str) -> str:
