@@ -13,7 +13,7 @@ from IPython.display import Image
 
 from runbook.core.source import open_readonly
 from runbook.record import hangul
-from runbook.record.lazy import agg, load_in_background, matplotlib, matplotlib_figure, pd
+from runbook.record.lazy import agg, load_in_background, matplotlib, matplotlib_figure
 from runbook.record.show import backup_tables, verify_tables
 
 if TYPE_CHECKING:
@@ -21,13 +21,13 @@ if TYPE_CHECKING:
 
 
 def prefetch() -> None:
-    """Import pandas and matplotlib and find the Hangul font in a background thread while the
+    """Import matplotlib and find the Hangul font in a background thread while the
     step's library call works, so its tables and charts need not wait for them (measured: 2 s
     of a step's display). Not while a transfer's or checksum's worker processes run: their
     80 MB would add to the run's peak (02, 03 and 04 call it when theirs have ended)."""
 
     def load() -> None:
-        for name in ("pandas", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        for name in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
             importlib.import_module(name)
         hangul.cjk_font()
 
@@ -141,10 +141,10 @@ def misfits_chart(schema: dict[str, Any]) -> Image:
 
 def throughput_chart(transfer: dict[str, Any]) -> Image:
     """Rows per second of each table's COPY."""
-    frame = pd.DataFrame(transfer["tables"])
+    tables = transfer["tables"]
     return _bar_chart(
-        list(frame["table"]),
-        {"rows/s": [v or 0 for v in frame["rows_per_second"]]},
+        [t["table"] for t in tables],
+        {"rows/s": [t.get("rows_per_second") or 0 for t in tables]},
         "COPY throughput per table",
         "rows per second",
     )
@@ -198,7 +198,7 @@ def verify_chart(result: dict[str, Any]) -> Image:
         f"{t}{'' if ok else '  (CHECKSUM DIFFERS)'}"
         for t, ok in zip(frame["table"], frame["match"], strict=True)
     ]
-    failed = int((~frame["match"]).sum())
+    failed = sum(not ok for ok in frame["match"])
     with matplotlib.rc_context(_fonts()):
         fig = _figure(len(labels))
         ax = fig.add_subplot()

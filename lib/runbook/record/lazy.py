@@ -1,6 +1,6 @@
-"""Modules imported when first used. pandas and matplotlib cost a kernel about 50 MB; a step's
-notebook imports what it shows with before its work, so they would sit in the kernel while the
-step's worker processes run (the peak of a whole run), not only when a table is shown."""
+"""Modules imported when first used. matplotlib costs a kernel about 30 MB; a step's notebook
+imports what it draws with before its work, so it would sit in the kernel while the step's
+worker processes run (the peak of a whole run), not only when a chart is drawn."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ _loading: list[threading.Thread] = []  # background loads a first use waits for
 def load_in_background(load: Callable[[], None]) -> None:
     """Run `load` (imports) in a background thread; the first use of a module waits for it, so
     no import runs in two threads at once (Python may then hand one of them a module still being
-    initialised: seen as pandas' display options not yet set, a table printed another way)."""
+    initialised: seen as pandas' display options not yet set, when tables were pandas')."""
     thread = threading.Thread(target=load, name="prefetch", daemon=True)
     _loading.append(thread)
     thread.start()
@@ -47,16 +47,6 @@ class OnFirstUse:
         return getattr(self._module, attribute)
 
 
-def _pandas_options(pandas: ModuleType) -> None:
-    pandas.set_option("display.max_rows", 200)  # long tables go through summarize()
-    pandas.set_option("display.max_colwidth", 80)
-    # set, not detected: pandas picks them from whether it thinks it runs in a terminal, which
-    # changed a committed notebook's table between runs (columns cut to "..." or wrapped)
-    pandas.set_option("display.max_columns", 30)
-    pandas.set_option("display.width", 120)
-
-
-pd = OnFirstUse("pandas", _pandas_options)
 matplotlib = OnFirstUse("matplotlib")
 font_manager = OnFirstUse("matplotlib.font_manager")
 matplotlib_figure = OnFirstUse("matplotlib.figure")

@@ -22,7 +22,6 @@ KEY_PACKAGES = (
     "papermill",
     "nbconvert",
     "nbformat",
-    "pandas",
     "SQLAlchemy",
     "psycopg",
     "psycopg2-binary",
