@@ -21,9 +21,9 @@ IGNORE = ["nbval-ignore-output"]  # cells whose output varies by run (timings, p
 LIBRARY = ["library-call"]
 
 BEGIN = "step = session.begin({step!r}, run_dir, source_db, target_url, database_url_env)"
-# 01 loads the modules of its tables and charts while its library call works (`charts.prefetch`),
-# 02, 03 and 04 once their preflight, loader or checksum processes have ended
-PREFETCH = "\ncharts.prefetch()  # pandas and matplotlib load while the step works"
+# 01 and 02 load the modules of their charts while their library call works (`charts.prefetch`),
+# 03 and 04 once their loader or checksum processes have ended
+PREFETCH = "\ncharts.prefetch()  # matplotlib loads while the step works"
 
 
 def parameters_cell(step: str) -> tuple[str, str, list[str]]:
@@ -101,14 +101,13 @@ chart shows no misfits (or you chose how to handle them), and the last line says
             "from runbook.engine import preflight\n"
             "from runbook.record import charts, show\n"
             "from runbook.steps import schema\n"
-            "\n" + BEGIN.format(step="schema"),
+            "\n" + BEGIN.format(step="schema") + PREFETCH,
             [],
         ),
         (
             "code",
             "result = schema.prepare(\n"
-            "    step.run, step.target, column_rules, schema_mode, replace_target, on_bad_rows,\n"
-            "    after_scan=charts.prefetch,  # pandas and matplotlib load once the scan ended\n"
+            "    step.run, step.target, column_rules, schema_mode, replace_target, on_bad_rows\n"
             ")",
             LIBRARY,
         ),
@@ -161,7 +160,7 @@ show the rows/s of each table's COPY and the load over time.""",
             "code",
             "result = transfer.transfer(\n"
             "    step.run, step.target, on_bad_rows, workers=workers, after_load=charts.prefetch\n"
-            ")  # pandas and matplotlib load while the server builds indexes",
+            ")  # matplotlib loads while the server builds indexes",
             IGNORE + LIBRARY,
         ),
         ("code", "show.transfer_tables(result)", []),
@@ -202,7 +201,7 @@ matches), no rows differ, every check passed, and the verdict on the last line i
             "code",
             "result = verify.verify(\n"
             "    step.run, step.target, workers=workers, after_checksums=charts.prefetch\n"
-            ")  # pandas and matplotlib load while constraints and views are checked",
+            ")  # matplotlib loads while constraints and views are checked",
             LIBRARY,
         ),
         ("code", "show.verify_tables(result)", []),

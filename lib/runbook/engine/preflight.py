@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
 from typing import Any
 
 from runbook.columns.conversions import open_source
@@ -140,15 +139,13 @@ def scan(
     plans: list[ColumnPlan],
     checks: dict[str, list[tuple[str, str]]] | None = None,
     orphans: list[dict] | None = None,
-    after_values: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run every conversion's misfit predicates, the NOT NULL, unique-key, CHECK (`checks`:
     per table, the target's (name, SQLite expression)) and foreign-key checks (`orphans`: the
     backup's whole `PRAGMA foreign_key_check`, when step 01 has it), and follow foreign keys to
     the rows that depend on a misfit row; returns counts per (table, column, kind), the first
     MAX_LISTED findings, and the identity of every row that cannot be loaded (its rowid, or its
-    primary key's text in a WITHOUT ROWID table). `after_values` is called when the values
-    scan (and its processes) has ended."""
+    primary key's text in a WITHOUT ROWID table)."""
     conn = open_source(backup)
     tables = {t.name: t for t in sqlite_source.reflect(conn)}
     found = Findings()
@@ -156,8 +153,6 @@ def scan(
     try:
         planned = by_table(plans)
         parts = scan_in_parts(backup, conn, {n: tables[n] for n in planned}, planned)
-        if after_values:
-            after_values()
         for table_name, table_plans in planned.items():
             recorded, spent = parts[table_name]
             clock = time.perf_counter()

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 def prefetch() -> None:
     """Import matplotlib and find the Hangul font in a background thread while the
     step's library call works, so its tables and charts need not wait for them (measured: 2 s
-    of a step's display). Not while a transfer's or checksum's worker processes run: their
-    80 MB would add to the run's peak (02, 03 and 04 call it when theirs have ended)."""
+    of a step's display). 01 and 02 call it at their start (beside 02's preflight processes its
+    30 MB stay under the peak 03 sets); 03 and 04 when their loader or checksum processes have
+    ended, whose memory they would add to."""
 
     def load() -> None:
         for name in ("matplotlib.figure", "matplotlib.backends.backend_agg"):

@@ -148,55 +148,78 @@ def update_index(run_dir: Path, runs_root: Path) -> None:
         print(f"Index:      {write_index(root)}")
 
 
-# a step whose kernel starts while the step before it runs: 02's, during 01, which starts no
-# worker processes (a kernel is 51 MB: started early for every step, beside a kernel holding
-# pandas and matplotlib, it lifted the run's peak over 300 MB, measured 306-366 MB; kernel start
-# is 0.6 s of a step's wall when papermill starts it, 0.25 s started early)
+# a step whose kernel starts while the step before it runs, importing what its notebook imports:
+# 02's during 01 (kernel start is 0.6 s of a step's wall when papermill starts it, 0.25 s started
+# early; 02's first cell, Alembic and SQLAlchemy, 0.67 s -> 0.05 s). Not 03's during 02 nor 04's
+# during 03: a kernel is 50-60 MB, and beside 02's preflight processes it lifted the run's peak
+# to 301 MiB (measured at scale 1); 03's loader processes are the run's peak without it
 EARLY_KERNEL = {"backup": "schema"}
 
 
-def start_kernel() -> Any:
-    """A kernel started now, as papermill would start it (same arguments, in notebooks/, with
-    the environment set so far), for a step that runs later."""
+def _imports(step: str) -> list[str]:
+    """The import lines of a step notebook's first cell after its parameters."""
+    cells = json.loads(notebook_path(step).read_text(encoding="utf-8"))["cells"]
+    code = [
+        c
+        for c in cells
+        if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", [])
+    ]
+    source = "".join(code[0]["source"]) if code else ""
+    return [line for line in source.splitlines() if line.startswith(("from runbook", "import "))]
+
+
+def start_kernel(step: str) -> Any:
+    """A kernel started now for `step`, which runs later: as papermill would start it (same
+    arguments, in notebooks/, with the environment set so far), importing what the step's
+    notebook imports while it starts (IPython's exec_lines: no cell, no execution count; the
+    notebook's own import lines then find the modules loaded)."""
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
     kernel = AsyncKernelManager(kernel_name="python3")
-    run_sync(kernel.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=str(NOTEBOOKS))
+    warm = [f"--IPKernelApp.exec_lines={line}" for line in _imports(step)]
+    run_sync(kernel.start_kernel)(extra_arguments=KERNEL_ARGUMENTS + warm, cwd=str(NOTEBOOKS))
     return kernel
 
 
+def stop_kernels(kernels: dict[str, Any]) -> None:
+    """Stop the kernels started for steps that did not run."""
+    from jupyter_core.utils import run_sync
+
+    for kernel in kernels.values():
+        run_sync(kernel.shutdown_kernel)(now=True)
+    kernels.clear()
+
+
 def _execute_all(
-    steps: list[str], parameters: RunParameters, secrets: tuple[str, ...], report: bool
+    steps: list[str],
+    parameters: RunParameters,
+    secrets: tuple[str, ...],
+    report: bool,
+    kernels: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """Execute the steps in order until one fails, each HTML export made while the next step
-    runs, 02's kernel started during 01 (EARLY_KERNEL) and stopped after 02 (or unused, when 01
-    failed)."""
+    runs, on the kernels started for them (`kernels`, EARLY_KERNEL), each stopped after its step
+    (or unused, when a step before failed)."""
     from jupyter_core.utils import run_sync
 
     records: list[dict[str, Any]] = []
-    kernels: dict[str, Any] = {}
-    os.environ["RUNBOOK_PROGRESS"] = "text"  # the kernels print progress lines, no widgets
     run_dir = Path(parameters.run_dir)
-    try:
-        with Exports(secrets) as exports:
-            for step in steps:
-                if EARLY_KERNEL.get(step) in steps:
-                    kernels[EARLY_KERNEL[step]] = start_kernel()
-                record = execute_step(
-                    step, run_dir, parameters.for_step(step), secrets, report=report,
-                    exports=exports, kernel=kernels.get(step),
-                )  # fmt: skip
-                if step in kernels:  # papermill stops only the kernels it started
-                    run_sync(kernels.pop(step).shutdown_kernel)(now=True)
-                records.append(record)
-                print(f"  {step:<9} {record['outcome']:<7} {record['seconds']:>8.1f} s")
-                if record["outcome"] != "passed":
-                    print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
-                    break
-    finally:
-        for kernel in kernels.values():
-            run_sync(kernel.shutdown_kernel)(now=True)
+    with Exports(secrets) as exports:
+        for step in steps:
+            if EARLY_KERNEL.get(step) in steps:
+                kernels[EARLY_KERNEL[step]] = start_kernel(EARLY_KERNEL[step])
+            record = execute_step(
+                step, run_dir, parameters.for_step(step), secrets, report=report,
+                exports=exports, kernel=kernels.get(step),
+            )  # fmt: skip
+            if step in kernels:  # papermill stops only the kernels it started
+                run_sync(kernels.pop(step).shutdown_kernel)(now=True)
+            records.append(record)
+            print(f"  {step:<9} {record['outcome']:<7} {record['seconds']:>8.1f} s")
+            if record["outcome"] != "passed":
+                print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
+                break
     for record in records:  # an export that failed in the background fails its step
         if record["outcome"] != "passed" and record.get("error", "").startswith("the notebook ran"):
             print(f"Step {record['step']} failed: {record['error']}")
@@ -217,17 +240,22 @@ def run_steps(
     else:  # the kernels run in notebooks/: the URL they get names its files by absolute paths
         os.environ[parameters.database_url_env] = target.url
     secrets = (target.password or "",)
-    ready = check_ready(target)  # fails here, before step 01, when the target is wrong
-    server = ready.version
-    require_declared(steps, parameters)
-    if "backup" in steps:
-        check_file(parameters.source_db)
-    run_dir = Path(parameters.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    print(f"Run folder: {run_dir}")
-    print(f"Target:     {target.display} ({server})")
-    records = _execute_all(steps, parameters, secrets, report)
+    os.environ["RUNBOOK_PROGRESS"] = "text"  # the kernels print progress lines, no widgets
+    kernels = {steps[0]: start_kernel(steps[0])} if steps else {}  # starts while checks run
+    try:
+        ready = check_ready(target)  # fails here, before step 01, when the target is wrong
+        server = ready.version
+        require_declared(steps, parameters)
+        if "backup" in steps:
+            check_file(parameters.source_db)
+        run_dir = Path(parameters.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        print(f"Run folder: {run_dir}")
+        print(f"Target:     {target.display} ({server})")
+        records = _execute_all(steps, parameters, secrets, report, kernels)
+    finally:
+        stop_kernels(kernels)
     if parameters.bulk_run_dir:  # the cutover's catch-up added its records to the bulk run
         refresh_manifest(Path(parameters.bulk_run_dir))
     manifest = write_manifest(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -320,15 +319,12 @@ def prepare(
     mode: str = "alembic",
     replace_target: bool = False,
     on_bad_rows: str = "stop",
-    *,
-    after_scan: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Create the schema (the application's Alembic migrations, or one reflected from the
     SQLite file), map the columns, scan the backup for misfits, and record all three in
     `schema.json` (tied to the backup's sha256, so the transfer need not scan again). All of
     it is one transaction on the target, committed only when the step passes: when the
-    preflight stops the run (`on_bad_rows="stop"` and misfits), nothing was written.
-    `after_scan` is called when the preflight's scanning processes have ended."""
+    preflight stops the run (`on_bad_rows="stop"` and misfits), nothing was written."""
     if mode not in SCHEMA_MODES:
         raise RunbookError(f"unknown schema mode {mode!r}", fix="use 'alembic' or 'reflect'")
     require_policy(on_bad_rows)
@@ -346,7 +342,6 @@ def prepare(
                 plans,
                 translated_checks(reflected),
                 _orphans_known(run),
-                after_values=after_scan,
             )
             written = not (preflight["total"] and on_bad_rows == "stop")
         finally:
