@@ -21,8 +21,8 @@ IGNORE = ["nbval-ignore-output"]  # cells whose output varies by run (timings, p
 LIBRARY = ["library-call"]
 
 BEGIN = "step = session.begin({step!r}, run_dir, source_db, target_url, database_url_env)"
-# 01 and 02 load the modules of their charts while their library call works (`charts.prefetch`),
-# 03 and 04 once their loader or checksum processes have ended
+# 01, 02 and 04 load the modules of their charts while their library call works
+# (`charts.prefetch`), 03 once its loader processes have ended (beside them, the run's peak)
 PREFETCH = "\ncharts.prefetch()  # matplotlib loads while the step works"
 
 
@@ -194,14 +194,12 @@ matches), no rows differ, every check passed, and the verdict on the last line i
             "from runbook.core import session\n"
             "from runbook.record import charts, show\n"
             "from runbook.steps import verify\n"
-            "\n" + BEGIN.format(step="verify"),
+            "\n" + BEGIN.format(step="verify") + PREFETCH,
             [],
         ),
         (
             "code",
-            "result = verify.verify(\n"
-            "    step.run, step.target, workers=workers, after_checksums=charts.prefetch\n"
-            ")  # matplotlib loads while constraints and views are checked",
+            "result = verify.verify(step.run, step.target, workers=workers)",
             LIBRARY,
         ),
         ("code", "show.verify_tables(result)", []),

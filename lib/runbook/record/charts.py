@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 def prefetch() -> None:
     """Import matplotlib and find the Hangul font in a background thread while the
     step's library call works, so its tables and charts need not wait for them (measured: 2 s
-    of a step's display). 01 and 02 call it at their start (beside 02's preflight processes its
-    30 MB stay under the peak 03 sets); 03 and 04 when their loader or checksum processes have
-    ended, whose memory they would add to."""
+    of a step's display). 01, 02 and 04 call it at their start (beside 02's preflight or 04's
+    checksum processes its 30 MB stay under the peak 03 sets); 03 once its loader processes,
+    the run's peak of memory, have ended."""
 
     def load() -> None:
         for name in ("matplotlib.figure", "matplotlib.backends.backend_agg"):

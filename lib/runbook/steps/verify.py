@@ -6,7 +6,6 @@ in the reject ledger). One verdict, PASS or FAIL; the notebook raises on FAIL.""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from decimal import Decimal
@@ -202,11 +201,8 @@ def verify(
     target: Target,
     *,
     workers: int | None = None,
-    after_checksums: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """All checks of step 04 and the verdict; written to `verify.json`. `after_checksums` is
-    called when the checksum processes have ended (the notebook loads what it shows with while
-    the constraints, sequences and views are checked)."""
+    """All checks of step 04 and the verdict; written to `verify.json`."""
     transfer, schema = run.read("transfer"), run.read("schema")
     sha = run.read("backup")["sha256"]
     with translated(target, "the verification", AGAIN):
@@ -216,8 +212,6 @@ def verify(
             asked = schema["mode"] == "alembic"
             pending = beside.submit(application_queries, run, target) if asked else None
             tables = checksums(run, target, workers=workers)
-            if after_checksums:
-                after_checksums()
             queries = pending.result() if pending else []
         fks = constraints.check_foreign_keys(target, transfer["foreign_keys"])
         seqs = constraints.check_sequences(target, transfer["sequences"])
