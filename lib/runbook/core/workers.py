@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 from runbook.core.errors import WorkerError, first_line
@@ -43,6 +44,10 @@ def _message(exc: BaseException) -> str:
     return first_line(exc) if expected else f"{type(exc).__name__}: {first_line(exc)}"
 
 
+def _raise(exc: BaseException, _job: Any) -> None:
+    raise exc
+
+
 def _worker_main(result_fd: int) -> None:
     """A worker process: reads (setup, its arguments, work) and then jobs from stdin (pickled),
     runs `work(job)` for each and writes each outcome to `result_fd`. Started as `python -c`
@@ -50,8 +55,12 @@ def _worker_main(result_fd: int) -> None:
     jobs = sys.stdin.buffer
     with os.fdopen(result_fd, "wb") as results:
         setup, arguments, work = pickle.load(jobs)
-        _resolve(setup)(*arguments)
-        work = _resolve(work)
+        try:
+            _resolve(setup)(*arguments)
+            work = _resolve(work)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent as its first job's
+            # error (the server lost while the worker connects, say), not as a traceback
+            work = partial(_raise, exc)
         while (job := pickle.load(jobs)) is not None:
             try:
                 outcome = {"ok": work(job)}

@@ -1,0 +1,30 @@
+"""Worker processes report what went wrong as one message, never as a traceback on screen."""
+
+from __future__ import annotations
+
+import pytest
+
+from runbook.core.errors import RunbookError, WorkerError
+from runbook.core.workers import in_processes
+
+
+def fail_setup(message: str) -> None:
+    raise RunbookError(message, fix="nothing")
+
+
+def double(job: int) -> int:
+    return 2 * job
+
+
+def test_the_results_come_back_for_every_job() -> None:
+    done: dict[int, int] = {}
+    in_processes([(n, n) for n in range(7)], 3, "builtins:print", (), "test_workers:double",
+                 done.__setitem__)  # fmt: skip
+    assert done == {n: 2 * n for n in range(7)}
+
+
+def test_a_setup_that_fails_is_the_error_of_the_run_not_a_traceback(capfd) -> None:
+    with pytest.raises(WorkerError, match="the server went away"):
+        in_processes([(1, 1), (2, 2)], 2, "test_workers:fail_setup", ("the server went away",),
+                     "test_workers:double", lambda key, result: None)  # fmt: skip
+    assert "Traceback" not in capfd.readouterr().err
