@@ -68,20 +68,21 @@ def per_table(tables: list[dict]) -> dict[str, dict]:
 
 
 def preflight_by_conversion(run: RunFolder) -> dict[str, dict]:
-    """The preflight's values scan per conversion: every table scanned in this process, one
-    core, with only the columns of that conversion (their checks, their NOT NULL, their text's
-    NUL and UTF-8 row check), so each figure includes reading the rows once more; beside it,
-    what the step's whole scan cost (schema.json, all columns, in its worker processes)."""
+    """The preflight's values scan per conversion: every table scanned in this process through
+    apsw as the step scans, one core, with only the columns of that conversion (their checks,
+    their NOT NULL, their text's NUL and UTF-8 row check), so each figure includes reading the
+    rows once more; beside it, what the step's whole scan cost (schema.json, all columns, in its
+    worker processes)."""
     import time
 
-    from runbook.columns.conversions import open_source
+    from runbook.columns.conversions import open_fast_source
     from runbook.columns.plan import by_table, plans_from
     from runbook.core import source as sqlite_source
     from runbook.engine.values import Recorded, scan_values
 
     plans = plans_from(run.read("schema"))
-    conn = open_source(run.backup_path)
-    tables = {t.name: t for t in sqlite_source.reflect(conn)}
+    tables = sqlite_source.tables_of(run.backup_path)
+    conn = open_fast_source(run.backup_path)  # the SQLite the step scans with
     measured: dict[str, dict] = {}
     try:
         for conversion in sorted({p.conversion for p in plans}):

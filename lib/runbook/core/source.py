@@ -240,6 +240,15 @@ def reflect(conn: sqlite3.Connection) -> list[Table]:
     return tables
 
 
+def tables_of(path: str | Path) -> dict[str, Table]:
+    """The tables of a SQLite file by name (`reflect`), read on a connection of its own."""
+    conn = open_readonly(path)
+    try:
+        return {t.name: t for t in reflect(conn)}
+    finally:
+        conn.close()
+
+
 def row_counts(conn: sqlite3.Connection, tables: list[str] | None = None) -> dict[str, int]:
     """Exact row count of each table."""
     names = tables if tables is not None else table_names(conn)

@@ -230,7 +230,7 @@ def catch_up(
         phase("snapshot")
         with ThreadPoolExecutor(max_workers=1) as beside:  # hashing releases the GIL
             hashed = beside.submit(sha256_file, incoming)
-            tables = _source_tables(incoming)
+            tables = sqlite_source.tables_of(incoming)
             found = delta.compute(base, incoming, [tables[n] for n in bulk.plans if n in tables])
             phase("delta")
             plan = _plan(incoming, bulk, found, held, on_bad_rows)
@@ -270,14 +270,6 @@ def catch_up(
     return record
 
 
-def _source_tables(path: Path) -> dict[str, sqlite_source.Table]:
-    conn = sqlite_source.open_readonly(path)
-    try:
-        return {t.name: t for t in sqlite_source.reflect(conn)}
-    finally:
-        conn.close()
-
-
 def _write_record(bulk: Bulk, record: dict, new: Path, plan: _Plan) -> None:
     """The sync's record and the rows it rejected, into the sync folder."""
     number = record["number"]
@@ -295,7 +287,7 @@ def _write_changes(
 ) -> None:
     """The sync's changes with their old and new values, then the snapshot it replaced
     removed (the bulk run's own stays)."""
-    tables = _source_tables(new)
+    tables = sqlite_source.tables_of(new)
     with (bulk.folder / f"changes-{number:04d}.jsonl").open("w", encoding="utf-8") as out:
         for name, changes in found.tables.items():
             for line in _change_lines(base, new, tables[name], changes):
