@@ -4,6 +4,7 @@ may go on writing; the copy is checked and described before anything is done wit
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -15,11 +16,16 @@ from runbook.core.errors import RunbookError
 from runbook.core.run import sha256_file
 
 
-def online_copy(source_path: Path, copy: Path, wait_seconds: float = 60.0) -> None:
+def online_copy(
+    source_path: Path, copy: Path, wait_seconds: float = 60.0, *, flush: bool = True
+) -> None:
     """Copy a SQLite database with the online backup API, in one step under one read
     transaction: a consistent snapshot even while the application writes (in WAL mode it is not
     even blocked meanwhile), committed `-wal` content included. The source is only read; a
-    writer's lock is waited for up to `wait_seconds`."""
+    writer's lock is waited for up to `wait_seconds`. The copy is written without a journal
+    and without SQLite's syncs (a copy that fails is deleted and made again), then flushed to
+    disk once (`flush`; or by the caller, `flush_to_disk`, while it reads the copy): measured on
+    a 1.5 GB file, 3.3-5.3 s with SQLite's journal and syncs, 2.2-2.5 s plus a 0.5-0.8 s flush."""
     copy.unlink(missing_ok=True)
     src = sqlite_source.open_readonly(source_path, wait_seconds)
     try:
@@ -29,6 +35,8 @@ def online_copy(source_path: Path, copy: Path, wait_seconds: float = 60.0) -> No
         src.execute("SELECT count(*) FROM sqlite_master").fetchone()
         dst = sqlite3.connect(copy)
         try:
+            dst.execute("PRAGMA journal_mode = OFF")
+            dst.execute("PRAGMA synchronous = OFF")
             src.backup(dst, pages=-1)
             dst.execute("PRAGMA journal_mode = DELETE")
         finally:
@@ -49,6 +57,18 @@ def online_copy(source_path: Path, copy: Path, wait_seconds: float = 60.0) -> No
     finally:
         src.close()
     copy.chmod(0o444)  # a snapshot is evidence: never modified after this point
+    if flush:
+        flush_to_disk(copy)
+
+
+def flush_to_disk(path: Path) -> None:
+    """Wait until the file's content is on disk (fsync), so a snapshot survives a crash of the
+    machine before it is described."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def describe_copy(source_path: Path, copy: Path) -> dict[str, Any]:

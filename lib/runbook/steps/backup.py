@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from runbook.core import source as sqlite_source
 from runbook.core.errors import RunbookError
 from runbook.core.run import RunFolder
-from runbook.engine.snapshot import describe_copy, online_copy
+from runbook.engine.snapshot import describe_copy, flush_to_disk, online_copy
 
 
 def snapshot(source: str | Path, run: RunFolder, wait_seconds: float = 60.0) -> dict[str, Any]:
@@ -17,8 +18,11 @@ def snapshot(source: str | Path, run: RunFolder, wait_seconds: float = 60.0) -> 
     `cp`), then check the copy and record its hash, counts and sizes in `backup.json`."""
     source_path = sqlite_source.check_file(source)
     started = datetime.now(UTC)
-    online_copy(source_path, run.backup_path, wait_seconds)
-    result = describe_copy(source_path, run.backup_path)
+    online_copy(source_path, run.backup_path, wait_seconds, flush=False)
+    with ThreadPoolExecutor(1, thread_name_prefix="flush") as pool:
+        flushed = pool.submit(flush_to_disk, run.backup_path)  # while the copy is read
+        result = describe_copy(source_path, run.backup_path)
+        flushed.result()
     result["started_at"] = started.isoformat(timespec="seconds")
     if not result["row_counts"]:
         raise RunbookError(
