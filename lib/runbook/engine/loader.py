@@ -39,7 +39,7 @@ from runbook.columns.conversions import open_fast_source, open_source
 from runbook.columns.plan import ColumnPlan, copy_line_sql
 from runbook.columns.types import Wire
 from runbook.core.pool import on_connections
-from runbook.core.source import quote_ident
+from runbook.core.source import key_bounds, quote_ident
 from runbook.core.target import Target, session_url
 from runbook.core.workers import in_processes
 
@@ -157,10 +157,7 @@ def split(source: Any, table: TableLoad, selection: str, workers: int) -> list[C
     pieces = max(-(-table.rows // SPLIT_ROWS), int(-(-size // SPLIT_BYTES)))
     if table.key is None or pieces < 2 or workers < 2:
         return [Chunk(table, selection, table.rows, whole=True)]
-    key = quote_ident(table.key)
-    low, high = source.execute(
-        f"SELECT min({key}), max({key}) FROM {quote_ident(table.name)}"
-    ).fetchone()
+    low, high = key_bounds(source, table.name, table.key)
     pieces = max(workers, pieces)
     step = max(1, -(-(high - low + 1) // pieces))
     rows = -(-table.rows // pieces)

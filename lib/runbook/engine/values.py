@@ -232,9 +232,7 @@ def _ranges(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[Range]
     order of one pass); the whole table otherwise."""
     if not table.rowid:
         return [(SPLIT_ROWS, None)]
-    low, high = conn.execute(
-        f"SELECT min(rowid), max(rowid) FROM {quote_ident(table.name)}"
-    ).fetchone()
+    low, high = sqlite_source.key_bounds(conn, table.name)
     if low is None:
         return [(0, None)]
     return [
