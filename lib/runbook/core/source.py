@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,11 +243,8 @@ def reflect(conn: sqlite3.Connection) -> list[Table]:
 
 def tables_of(path: str | Path) -> dict[str, Table]:
     """The tables of a SQLite file by name (`reflect`), read on a connection of its own."""
-    conn = open_readonly(path)
-    try:
+    with closing(open_readonly(path)) as conn:
         return {t.name: t for t in reflect(conn)}
-    finally:
-        conn.close()
 
 
 def key_bounds(conn: Any, table: str, key: str = "rowid") -> tuple[Any, Any]:

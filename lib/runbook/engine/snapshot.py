@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -113,15 +114,10 @@ def _integrity_problems(copy: Path) -> list[str]:
     """What `PRAGMA integrity_check` reports of the copy, on a connection of its own (a file
     too damaged to open or read is one problem, SQLite's own message)."""
     try:
-        conn = sqlite_source.open_readonly(copy)
+        with closing(sqlite_source.open_readonly(copy)) as conn:
+            return sqlite_source.integrity_problems(conn)
     except sqlite3.DatabaseError as exc:
         return [str(exc)]
-    try:
-        return sqlite_source.integrity_problems(conn)
-    except sqlite3.DatabaseError as exc:
-        return [str(exc)]
-    finally:
-        conn.close()
 
 
 FK_PROBLEMS_KEPT = 1000  # backup.json's foreign_key_check; fewer: the whole list (02 reuses it)

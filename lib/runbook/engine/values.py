@@ -142,7 +142,6 @@ def scan_values(
     texts = [plan for plan, _ in by_row.values()]
     key_names = list(table.primary_key) or ["rowid"]
     masks = [_mask(checks[start : start + MASK_BITS]) for start in range(0, len(checks), MASK_BITS)]
-    value_masks = len(masks)
     if texts:
         row_check = _row_text_check(texts)
         flagged = None if bounds is None else _flagged_chunks(conn, table.name, texts, bounds)
@@ -155,25 +154,23 @@ def scan_values(
         masks.append(row_check)
     identity = table.row_identity if table.rowid else f"CAST({table.row_identity} AS BLOB)"
     shown = [*(quote_ident(n) for n in key_names), *(quote_ident(p.column) for p in plans)]
-    blobs = "".join(f", CAST({quote_ident(p.column)} AS BLOB)" for p in texts)
     named = ", ".join(f"{m} AS m{i}" for i, m in enumerate(masks))
     sql = (
-        f"SELECT * FROM (SELECT {identity}, {', '.join(map(_exact, shown))}{blobs}, {named} "
+        f"SELECT * FROM (SELECT {identity}, {', '.join(map(_exact, shown))}, {named} "
         f"FROM {quote_ident(table.name)}{f' WHERE {only}' if only else ''}) "
         f"WHERE {' OR '.join(f'm{i} <> 0' for i in range(len(masks)))}"
     )
-    position = {p.column: i for i, p in enumerate(plans)}
-    first_blob = 1 + 2 * len(shown)
+    position = {p.column: len(key_names) + i for i, p in enumerate(plans)}  # in `shown`
+    width = 1 + 2 * len(shown)
     for row in conn.execute(sql):
         identity = row[0] if table.rowid else _read("text", row[0])
-        exact = [
-            _read(kind, value)
-            for kind, value in zip(row[1:first_blob:2], row[2:first_blob:2], strict=True)
-        ]
+        stored = row[2:width:2]  # text as its bytes, what the row-checked text is checked on
+        exact = [_read(kind, value) for kind, value in zip(row[1:width:2], stored, strict=True)]
         pk = dict(zip(key_names, exact[: len(key_names)], strict=True))
-        failed = _failed(checks, by_row, value_masks, row[first_blob:])
+        stored_texts = [stored[position[plan.column]] for plan, _ in by_row.values()]
+        failed = _failed(checks, by_row, row[width:], stored_texts)
         for plan, kind in sorted(failed, key=lambda item: position[item[0].column]):
-            value = exact[len(key_names) + position[plan.column]]
+            value = exact[position[plan.column]]
             kind = misfit_kind(kind, value)
             found.add(table.name, identity, pk, plan.column, kind, shorten(value))
 
@@ -181,21 +178,21 @@ def scan_values(
 def _failed(
     checks: list[tuple[ColumnPlan, str, str]],
     by_row: dict[str, tuple[ColumnPlan, set[str]]],
-    value_masks: int,
-    tail: tuple,
+    masks: tuple,
+    texts: list[object],
 ) -> list[tuple[ColumnPlan, str]]:
-    """The (column, kind) checks a row failed, from the end of its selected row: its text's
-    bytes (one per row-checked column), then its masks (the text check's last)."""
-    row_masks = tail[len(by_row) :]
+    """The (column, kind) checks a row failed, from its masks (the row's text check last, when
+    it has row-checked columns) and the stored values of those columns."""
+    value_masks = masks[:-1] if by_row else masks
     failed = [
         checks[i * MASK_BITS + bit][:2]
-        for i, mask in enumerate(row_masks[:value_masks])
+        for i, mask in enumerate(value_masks)
         for bit in range(MASK_BITS)
         if mask >> bit & 1
     ]
-    if by_row and row_masks[-1]:
-        for (plan, kinds), blob in zip(by_row.values(), tail, strict=False):
-            failed += [(plan, kind) for kind in _text_findings(blob, kinds)]
+    if by_row and masks[-1]:
+        for (plan, kinds), value in zip(by_row.values(), texts, strict=True):
+            failed += [(plan, kind) for kind in _text_findings(value, kinds)]
     return failed
 
 

@@ -42,11 +42,6 @@ class Table:
     def __len__(self) -> int:
         return len(self.rows)
 
-    @property
-    def empty(self) -> bool:
-        """No rows."""
-        return not self.rows
-
     def head(self, limit: int) -> Table:
         """The first `limit` rows."""
         return Table(self.rows[:limit], self.columns)
@@ -55,10 +50,6 @@ class Table:
         """The values of one column, in row order."""
         index = self.columns.index(name)
         return [row[index] for row in self.rows]
-
-    def records(self) -> list[dict[str, Any]]:
-        """The rows as {column: value}."""
-        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
     def __repr__(self) -> str:
         cells = [[_text(v) for v in row] for row in self.rows]
