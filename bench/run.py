@@ -16,10 +16,12 @@ server measure
 - the whole `runbook run` (four notebooks in their kernels), with each step's seconds as its
   manifest records them.
 
-Wall seconds, ratios and the peak RSS of each whole process tree (`measure`) are printed as
-tables and written as JSON, markdown and a chart under bench/results/ (`report`), with the
-machine's load average before and after each case: the machine may be shared, so figures are
-noisy. Only local servers are used (127.0.0.1, localhost or a unix socket).
+Each method starts on a quiet server (`settle`: the earlier methods' databases dropped, a
+checkpoint, no autovacuum worker running). Wall seconds, ratios and the peak RSS of each whole
+process tree (`measure`) are printed as tables and written as JSON, markdown and a chart under
+bench/results/ (`report`), with the machine's load average before and after each case: the
+machine may be shared, so figures are noisy. Only local servers are used (127.0.0.1, localhost
+or a unix socket).
 
     .venv/bin/python bench/run.py                      # both shapes, scales 1 and 3
     .venv/bin/python bench/run.py --shapes wide --scales 1 --methods ours,run
@@ -29,15 +31,19 @@ noisy. Only local servers are used (127.0.0.1, localhost or a unix socket).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import psycopg
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -147,6 +153,7 @@ def attempt(args, methods, sample: Path, work: Path, admin: Target, label: str, 
     for method, (title, call) in steps.items():
         if method not in methods:
             continue
+        settle(admin)
         print(f"{label}: {title} …", flush=True)
         try:
             measured = call()
@@ -157,6 +164,25 @@ def attempt(args, methods, sample: Path, work: Path, admin: Target, label: str, 
         if measured:
             found[method] = measured
     return found
+
+
+def settle(admin: Target, limit_seconds: float = 120.0) -> None:
+    """Start each method on a quiet server, as the first one does: the databases the methods
+    before it loaded dropped (their figures are taken; otherwise autovacuum works on their
+    freshly loaded tables during the next method: measured at standard scale 1, a whole run
+    right after pgloader took 17.5 s and 26 core-seconds, on a quiet server 15.0-16.0 s and
+    23-25), their dirty pages written (CHECKPOINT), and no autovacuum worker left running;
+    waited for, at most `limit_seconds`."""
+    for name in DATABASES:
+        drop_database(admin, name)
+    with connect(admin, autocommit=True) as conn:
+        # a role that may not checkpoint (not a superuser): the server's own checkpoints come
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CHECKPOINT")
+        deadline = time.monotonic() + limit_seconds
+        busy = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+        while conn.execute(busy).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def fastest(runs: list[dict]) -> dict:
