@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from runbook.core.target import PROJECT_ROOT, mask_text, read_dotenv, resolve_ta
 from runbook.record.export import Exports, export_html, export_into  # noqa: F401 (API)
 from runbook.record.index import INDEX, write_index
 from runbook.record.manifest import verdict, write_manifest
-from runbook.record.parts import step_parts
+from runbook.record.parts import LIBRARY_CALL, step_parts
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
@@ -79,18 +80,22 @@ def execute_step(
     report: bool = False,
     exports: Exports | None = None,
     kernel: Any = None,
+    on_library_call: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Run one notebook with papermill into the run folder and export it (`report`: code hidden
     in the HTML), in the background when `exports` is given (`Exports.finish` completes the
     record), on `kernel` when one was started for it (`start_kernel`); never raises for a
-    failing notebook, the outcome says what failed."""
+    failing notebook, the outcome says what failed; `on_library_call` is awaited when the
+    step's library call has returned."""
     import papermill
 
     output = run_dir / f"{notebook_name(step)}.ipynb"
     started = datetime.now(UTC)
     clock = time.perf_counter()
     record: dict[str, Any] = {"step": step, "notebook": output.name}
-    os.environ["RUNBOOK_PROGRESS"] = "text"  # the kernel prints progress lines, no widgets
+    client_options: dict[str, Any] = {} if kernel is None else {"km": kernel}
+    if on_library_call is not None:
+        client_options["on_cell_executed"] = after_library_call(on_library_call)
     try:
         papermill.execute_notebook(
             str(notebook_path(step)),
@@ -104,7 +109,7 @@ def execute_step(
             # every cell has finished (the notebook is written): a graceful shutdown would
             # only wait for the kernel to tidy up (measured: 0.7-1.2 s per step)
             shutdown_kernel="immediate",
-            **({"km": kernel} if kernel is not None else {}),
+            **client_options,
         )
         record["outcome"] = "passed"
     except Exception as exc:  # noqa: BLE001 - a failed notebook is an outcome to record
@@ -148,12 +153,18 @@ def update_index(run_dir: Path, runs_root: Path) -> None:
         print(f"Index:      {write_index(root)}")
 
 
-# a step whose kernel starts while the step before it runs, importing what its notebook imports:
-# 02's during 01 (kernel start is 0.6 s of a step's wall when papermill starts it, 0.25 s started
-# early; 02's first cell, Alembic and SQLAlchemy, 0.67 s -> 0.05 s). Not 03's during 02 nor 04's
-# during 03: a kernel is 50-60 MB, and beside 02's preflight processes it lifted the run's peak
-# to 301 MiB (measured at scale 1); 03's loader processes are the run's peak without it
-EARLY_KERNEL = {"backup": "schema"}
+# the kernel of the step after a step, started while that step runs and importing what its
+# notebook imports (kernel start is 0.6 s of a step's wall when papermill starts it, 0.25 s
+# started early; the first cell's imports 0.15-0.67 s -> 0.03-0.09 s): 02's when 01 starts;
+# 03's and 04's when the library call of the step before has returned, its worker processes
+# gone, while that step draws its charts and is exported. Not during 02's preflight or 03's
+# load: a kernel is 60 MB, and beside 02's preflight processes it lifted the run's peak to
+# 301 MiB (measured at scale 1); at the library call's end the run holds 250-265 MiB with it
+EARLY_KERNEL = {
+    "backup": ("schema", "start"),
+    "schema": ("transfer", "library call"),
+    "transfer": ("verify", "library call"),
+}
 
 
 def _imports(step: str) -> list[str]:
@@ -168,18 +179,50 @@ def _imports(step: str) -> list[str]:
     return [line for line in source.splitlines() if line.startswith(("from runbook", "import "))]
 
 
+async def _start_kernel(step: str) -> Any:
+    from jupyter_client.manager import AsyncKernelManager
+
+    kernel = AsyncKernelManager(kernel_name="python3")
+    warm = [f"--IPKernelApp.exec_lines={line}" for line in _imports(step)]
+    await kernel.start_kernel(extra_arguments=KERNEL_ARGUMENTS + warm, cwd=str(NOTEBOOKS))
+    return kernel
+
+
 def start_kernel(step: str) -> Any:
     """A kernel started now for `step`, which runs later: as papermill would start it (same
     arguments, in notebooks/, with the environment set so far), importing what the step's
     notebook imports while it starts (IPython's exec_lines: no cell, no execution count; the
     notebook's own import lines then find the modules loaded)."""
-    from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
-    kernel = AsyncKernelManager(kernel_name="python3")
-    warm = [f"--IPKernelApp.exec_lines={line}" for line in _imports(step)]
-    run_sync(kernel.start_kernel)(extra_arguments=KERNEL_ARGUMENTS + warm, cwd=str(NOTEBOOKS))
-    return kernel
+    return run_sync(_start_kernel)(step)
+
+
+def after_library_call(then: Callable[[], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """An nbclient `on_cell_executed` hook awaiting `then` once a cell tagged `library-call`
+    has run without error: on papermill's own event loop, the one a later papermill call runs
+    in, so a kernel started there is the next step's as if started before it."""
+
+    async def hook(cell: Any, execute_reply: dict[str, Any], **_: Any) -> None:
+        tagged = LIBRARY_CALL in cell.get("metadata", {}).get("tags", [])
+        if tagged and execute_reply.get("content", {}).get("status") == "ok":
+            await then()
+
+    return hook
+
+
+def _kernel_starter(kernels: dict[str, Any], step: str) -> Callable[[], Awaitable[None]]:
+    """Start `step`'s kernel into `kernels` once; a kernel that fails to start is left to
+    papermill, which starts the step's own and says in that step's record what failed."""
+
+    async def start() -> None:
+        if step not in kernels:
+            try:
+                kernels[step] = await _start_kernel(step)
+            except Exception:  # noqa: BLE001 - not this step's failure (see above)
+                return
+
+    return start
 
 
 def stop_kernels(kernels: dict[str, Any]) -> None:
@@ -207,11 +250,14 @@ def _execute_all(
     run_dir = Path(parameters.run_dir)
     with Exports(secrets) as exports:
         for step in steps:
-            if EARLY_KERNEL.get(step) in steps:
-                kernels[EARLY_KERNEL[step]] = start_kernel(EARLY_KERNEL[step])
+            follower, moment = EARLY_KERNEL.get(step, ("", ""))
+            if follower in steps and moment == "start":
+                kernels[follower] = start_kernel(follower)
+            later = _kernel_starter(kernels, follower) if follower in steps else None
             record = execute_step(
                 step, run_dir, parameters.for_step(step), secrets, report=report,
                 exports=exports, kernel=kernels.get(step),
+                on_library_call=later if moment == "library call" else None,
             )  # fmt: skip
             if step in kernels:  # papermill stops only the kernels it started
                 run_sync(kernels.pop(step).shutdown_kernel)(now=True)
