@@ -251,13 +251,14 @@ def _execute_all(
     with Exports(secrets) as exports:
         for step in steps:
             follower, moment = EARLY_KERNEL.get(step, ("", ""))
+            later = None
             if follower in steps and moment == "start":
                 kernels[follower] = start_kernel(follower)
-            later = _kernel_starter(kernels, follower) if follower in steps else None
+            elif follower in steps:
+                later = _kernel_starter(kernels, follower)
             record = execute_step(
                 step, run_dir, parameters.for_step(step), secrets, report=report,
-                exports=exports, kernel=kernels.get(step),
-                on_library_call=later if moment == "library call" else None,
+                exports=exports, kernel=kernels.get(step), on_library_call=later,
             )  # fmt: skip
             if step in kernels:  # papermill stops only the kernels it started
                 run_sync(kernels.pop(step).shutdown_kernel)(now=True)
