@@ -155,7 +155,7 @@ def test_an_index_rebuilt_without_its_constraint_before_a_crash(tmp_path: Path) 
     with fresh_database("runbook_resume_index") as target:
         schema.prepare(run, target)
         before = catalog(target)
-        build = constraints._build_index
+        build = constraints.build_index
 
         def crash_after_the_index(conn, index):
             if index["constraint_type"] == "u":
@@ -163,12 +163,12 @@ def test_an_index_rebuilt_without_its_constraint_before_a_crash(tmp_path: Path) 
                 raise RuntimeError("the server went away before ADD CONSTRAINT")
             build(conn, index)
 
-        constraints._build_index = crash_after_the_index
+        constraints.build_index = crash_after_the_index
         try:
             with pytest.raises(RuntimeError, match="went away"):
                 transfer.transfer(run, target, workers=2)
         finally:
-            constraints._build_index = build
+            constraints.build_index = build
         assert catalog(target) != before
         result = transfer.transfer(run, target, workers=2)
         assert result["attempt"] == 2

@@ -1,8 +1,7 @@
 """What a bulk load drops and rebuilds: secondary indexes, unique constraints and foreign keys,
 read from the catalog (so the target ends exactly as its schema made it), then sequences moved
-past the largest key and ANALYZE. Index builds and foreign-key validation run in parallel, on
-one connection per worker; foreign keys are added NOT VALID first, so validating them only
-reads."""
+past the largest key and ANALYZE (`rebuild` schedules them on the workers' connections);
+foreign keys are added NOT VALID first, so validating them only reads."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from typing import Any
 import psycopg
 
 from runbook.core.errors import RunbookError
-from runbook.core.pool import on_connections
 from runbook.core.source import quote_ident
 from runbook.core.target import Target, connect, qualified
 
@@ -97,7 +95,7 @@ def drop(conn: psycopg.Connection, fks: list[dict], indexes: list[dict]) -> None
     conn.commit()
 
 
-def _build_index(conn: psycopg.Connection, index: dict[str, Any]) -> None:
+def build_index(conn: psycopg.Connection, index: dict[str, Any]) -> None:
     """Create one index as the catalog defined it; a unique constraint is attached to its index
     (ADD CONSTRAINT … USING INDEX), an exclusion constraint re-added from its definition."""
     conn.execute(f"SET maintenance_work_mem = '{INDEX_MEMORY}'")
@@ -119,53 +117,27 @@ def _build_index(conn: psycopg.Connection, index: dict[str, Any]) -> None:
         )
 
 
-def _add_foreign_keys(conn: psycopg.Connection, fks: list[dict[str, str]]) -> None:
-    for fk in fks:
-        conn.execute(
-            f"ALTER TABLE {quote_ident(fk['table'])} ADD CONSTRAINT {quote_ident(fk['name'])} "
-            f"{fk['definition']} NOT VALID"
-        )
-    conn.commit()
+def add_foreign_key(conn: psycopg.Connection, fk: dict[str, str]) -> None:
+    """Add a dropped foreign key NOT VALID: the catalog only, its rows validated later."""
+    conn.execute(
+        f"ALTER TABLE {quote_ident(fk['table'])} ADD CONSTRAINT {quote_ident(fk['name'])} "
+        f"{fk['definition']} NOT VALID"
+    )
 
 
-def _validate(conn: psycopg.Connection, fk: dict[str, str]) -> None:
+def validate(conn: psycopg.Connection, fk: dict[str, str]) -> None:
+    """Validate a foreign key added NOT VALID: reads both tables, writes nothing."""
     try:
         conn.execute(
             f"ALTER TABLE {quote_ident(fk['table'])} VALIDATE CONSTRAINT {quote_ident(fk['name'])}"
         )
     except psycopg.errors.ForeignKeyViolation as exc:
+        detail = exc.diag.message_detail or str(exc).splitlines()[0]  # the key and its value
         raise RunbookError(
-            f"foreign key {fk['name']} does not hold after the load: {str(exc).splitlines()[0]}",
+            f"foreign key {fk['name']} does not hold after the load: {detail}",
             where=fk["table"],
             fix="the source holds orphan rows the preflight did not catch; report this",
         ) from None
-
-
-def build_indexes(target: Target, indexes: list[dict[str, Any]], workers: int) -> None:
-    """Re-create the dropped indexes and unique constraints, `workers` at a time."""
-    on_connections(target, indexes, _build_index, workers, autocommit=True)
-
-
-def restore_foreign_keys(
-    target: Target, fks: list[dict[str, str]], workers: int, *, add: bool = True
-) -> None:
-    """Add the dropped foreign keys NOT VALID (unless `add` is off: they are in place), then
-    validate each, `workers` at a time."""
-    if add:
-        with connect(target) as conn:
-            _add_foreign_keys(conn, fks)
-    on_connections(target, fks, _validate, workers, autocommit=True)
-
-
-def analyze(target: Target, tables: list[str], workers: int) -> None:
-    """ANALYZE the tables (largest first, as given), `workers` at a time."""
-    on_connections(
-        target,
-        tables,
-        lambda conn, table: conn.execute(f"ANALYZE {quote_ident(table)}"),
-        workers,
-        autocommit=True,
-    )
 
 
 def set_sequences(

@@ -3,10 +3,10 @@
 `transfer` reads as its four phases: plan (which tables, how many rows, in what order),
 prepare (claim the key ranges in the target's ledger, refuse rows nobody loaded, drop secondary
 indexes and foreign keys, their definitions recorded first), load (`engine.loader`: COPY on
-worker processes) and rebuild (`engine.constraints`: indexes in parallel, foreign keys added
-NOT VALID then validated, sequences, ANALYZE). Primary keys stay during the load. Each key
-range is marked complete in the transaction that loads it, so a re-run after a crash continues
-from there and restores what the crashed run dropped.
+worker processes) and rebuild (`engine.rebuild`: index builds, foreign keys added NOT VALID then
+validated, and ANALYZE as one schedule on the workers' connections; then sequences). Primary
+keys stay during the load. Each key range is marked complete in the transaction that loads it,
+so a re-run after a crash continues from there and restores what the crashed run dropped.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from runbook.core.run import RunFolder
 from runbook.core.source import quote_ident
 from runbook.core.target import Target, connect, translated
 from runbook.core.workers import default_workers
-from runbook.engine import constraints, ledger, loader
+from runbook.engine import constraints, ledger, loader, rebuild
 from runbook.engine.loader import Chunk, TableLoad
 from runbook.engine.preflight import require_clean
 from runbook.engine.rejects import write_ledger
@@ -210,19 +210,18 @@ def _load(run: RunFolder, target: Target, tables, prepared: _Prepared, workers: 
 def _rebuild(
     target, tables, prepared: _Prepared, workers: int, phases: _Phases, floors: dict[str, int]
 ) -> list[dict]:
-    """Rebuild: indexes, foreign keys (added NOT VALID, then validated), sequences (past the
-    largest key and past `floors`: every id SQLite's AUTOINCREMENT handed out), ANALYZE;
-    returns the sequences set."""
-    constraints.build_indexes(target, prepared.indexes, workers)
-    phases.done("indexes")
-    constraints.restore_foreign_keys(
-        target, prepared.foreign_keys, workers, add=not prepared.keys_in_place
+    """Rebuild: indexes, foreign keys (added NOT VALID, then validated) and ANALYZE as one
+    schedule (`rebuild`), then sequences (past the largest key and past `floors`: every id
+    SQLite's AUTOINCREMENT handed out); returns the sequences set."""
+    sizes = {t.target: (t.rows, t.row_bytes) for t in tables}
+    add = not prepared.keys_in_place
+    rebuild.rebuild(
+        target, prepared.indexes, prepared.foreign_keys, sizes, workers, add_foreign_keys=add
     )
-    phases.done("foreign_keys")
+    phases.done("indexes_keys_analyze")
     with connect(target) as conn:
         sequences = constraints.set_sequences(conn, [t.target for t in tables], floors)
-    constraints.analyze(target, [t.target for t in sorted(tables, key=lambda t: -t.rows)], workers)
-    phases.done("sequences_analyze")
+    phases.done("sequences")
     return sequences
 
 
