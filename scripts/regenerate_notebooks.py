@@ -22,7 +22,8 @@ LIBRARY = ["library-call"]
 
 BEGIN = "step = session.begin({step!r}, run_dir, source_db, target_url, database_url_env)"
 # 01, 02 and 04 load the modules of their charts while their library call works
-# (`charts.prefetch`), 03 once its loader processes have ended (beside them, the run's peak)
+# (`charts.prefetch`); 03 loads them and draws its load charts once its loader processes have
+# ended (beside them, the run's peak), while the server builds indexes (`charts.draw_ahead`)
 PREFETCH = "\ncharts.prefetch()  # matplotlib loads while the step works"
 
 
@@ -159,8 +160,9 @@ show the rows/s of each table's COPY and the load over time.""",
         (
             "code",
             "result = transfer.transfer(\n"
-            "    step.run, step.target, on_bad_rows, workers=workers, after_load=charts.prefetch\n"
-            ")  # matplotlib loads while the server builds indexes",
+            "    step.run, step.target, on_bad_rows, workers=workers,\n"
+            "    after_load=charts.draw_ahead,  # load charts drawn while indexes are built\n"
+            ")",
             IGNORE + LIBRARY,
         ),
         ("code", "show.transfer_tables(result)", []),

@@ -130,6 +130,30 @@ def test_charts_with_korean_client_names_render_without_missing_glyphs(
     assert chart.data.startswith(b"\x89PNG")
 
 
+def test_the_load_charts_drawn_ahead_are_shown_only_for_the_rows_they_were_drawn_of() -> None:
+    import copy
+
+    from runbook.record import charts
+
+    rows = [
+        {"table": "orders", "rows": 5000, "seconds": 0.5, "rows_per_second": 10000,
+         "start_seconds": 0.0},
+        {"table": "주문", "rows": 800, "seconds": 0.2, "rows_per_second": 4000,
+         "start_seconds": 0.1},
+    ]  # fmt: skip
+    charts.draw_ahead(rows)
+    shown = charts.throughput_chart({"tables": copy.deepcopy(rows)})
+    over_time = charts.throughput_over_time_chart({"tables": rows})
+    assert shown.data.startswith(b"\x89PNG") and over_time.data.startswith(b"\x89PNG")
+    assert charts.throughput_chart({"tables": rows}) is shown  # drawn once, ahead
+    assert charts.throughput_over_time_chart({"tables": rows}) is over_time
+    other = copy.deepcopy(rows)
+    other[1]["rows_per_second"] = 8000  # not the rows drawn ahead: drawn now, of these rows
+    redrawn = charts.throughput_chart({"tables": other})
+    assert redrawn is not shown and redrawn.data != shown.data
+    assert redrawn.data == charts.throughput_chart({"tables": copy.deepcopy(other)}).data
+
+
 def test_an_interactive_session_shares_one_run_folder_and_never_writes_into_an_archive(
     tmp_path: Path, monkeypatch
 ) -> None:

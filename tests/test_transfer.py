@@ -67,8 +67,10 @@ def test_parallel_ranged_load_ends_with_exactly_the_alembic_catalog(
     run, target, sample = prepared
     before = catalog(target)
     monkeypatch.setattr(loader, "SPLIT_ROWS", 500)  # temperature_logs goes as key ranges
-    result = transfer.transfer(run, target, workers=3)
+    handed: list[list[dict]] = []
+    result = transfer.transfer(run, target, workers=3, after_load=handed.append)
     assert catalog(target) == before
+    assert handed == [result["tables"]]  # what the notebook draws its load charts of, ahead
 
     lite = sqlite3.connect(sample)
     with connect(target) as conn:

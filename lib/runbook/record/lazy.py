@@ -22,7 +22,7 @@ def load_in_background(load: Callable[[], None]) -> None:
     thread.start()
 
 
-def _wait_for_loads() -> None:
+def wait_for_loads() -> None:
     """Wait for the background loads (but the one asking, when a load itself uses a module)."""
     for thread in list(_loading):
         if thread is not threading.current_thread():
@@ -39,7 +39,7 @@ class OnFirstUse:
 
     def __getattr__(self, attribute: str) -> Any:
         if self._module is None:
-            _wait_for_loads()
+            wait_for_loads()
             module = importlib.import_module(self._name)
             if self._setup:
                 self._setup(module)

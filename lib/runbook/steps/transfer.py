@@ -257,13 +257,13 @@ def transfer(
     on_bad_rows: str = "stop",
     *,
     workers: int | None = None,
-    after_load: Callable[[], None] | None = None,
+    after_load: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> dict[str, Any]:
     """Load every table of the backup into the target (plan, prepare, load, rebuild) on
     `workers` connections (default: one per CPU); misfits and occupied tables are refused before
-    anything is written. `after_load` is called when the loader processes have ended (the
-    notebook loads what it shows with while the server builds indexes). Writes and returns
-    `transfer.json`."""
+    anything is written. `after_load` is called with the per-table rows (transfer.json's
+    "tables") when the loader processes have ended: the notebook draws its load charts while
+    the server builds indexes. Writes and returns `transfer.json`."""
     workers = workers or default_workers()
     schema, backup = _inputs(run)
     require_clean(schema["preflight"], on_bad_rows)
@@ -280,8 +280,10 @@ def transfer(
             phases.done("prepare")
             _load(run, target, tables, prepared, workers)
             phases.done("data")
-            if after_load:
-                after_load()
+            if after_load:  # the per-table rows transfer.json will hold
+                with connect(target) as conn:
+                    loaded = ledger.load_state(conn, sha)["ranges"]
+                after_load(_table_rows(tables, loaded, wall_clock, rejected_counts))
             seen = sqlite_source.autoincrement_handed_out(source)
             floors = {t.target: seen[t.name.lower()] for t in tables if t.name.lower() in seen}
             sequences = _rebuild(target, tables, prepared, workers, phases, floors)
