@@ -89,6 +89,8 @@ def execute_step(
     step's library call has returned."""
     import papermill
 
+    from runbook.record.engine import ENGINE  # registers it with papermill
+
     output = run_dir / f"{notebook_name(step)}.ipynb"
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -102,6 +104,7 @@ def execute_step(
             str(output),
             parameters=parameters,
             kernel_name="python3",
+            engine_name=ENGINE,
             cwd=str(NOTEBOOKS),
             progress_bar=False,
             log_output=False,
