@@ -18,7 +18,7 @@ from runbook.core import parameters
 from runbook.core.errors import RunbookError
 from runbook.core.parameters import RunParameters
 from runbook.core.run import STEPS
-from runbook.record import runner
+from runbook.record import kernels, runner
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -114,7 +114,7 @@ def test_a_notebook_that_does_not_declare_a_parameter_is_refused_before_step_01(
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source = "\n".join(line for line in cell.source.splitlines() if "workers" not in line)
     nbformat.write(nb, path)
-    monkeypatch.setattr(runner, "NOTEBOOKS", notebooks)
+    monkeypatch.setattr(kernels, "NOTEBOOKS", notebooks)
     with pytest.raises(RunbookError, match="03_transfer does not declare the parameter.*workers"):
         runner.require_declared(list(STEPS), RunParameters())
     runner.require_declared(["backup", "schema"], RunParameters())  # those still declare theirs

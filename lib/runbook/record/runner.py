@@ -18,18 +18,23 @@ from runbook.core.parameters import RunParameters
 from runbook.core.readiness import check_ready
 from runbook.core.run import notebook_name
 from runbook.core.source import check_file
-from runbook.core.target import PROJECT_ROOT, mask_text, read_dotenv, resolve_target
+from runbook.core.target import mask_text, read_dotenv, resolve_target
 from runbook.record.export import Exports, export_html, export_into  # noqa: F401 (API)
 from runbook.record.index import INDEX, write_index
+from runbook.record.kernels import (
+    KERNEL_ARGUMENTS,
+    NEXT_KERNEL_AT_START,
+    NOTEBOOKS,
+    after_library_call,
+    fresh_namespace,
+    kernel_groups,
+    kernel_starter,
+    notebook_path,
+    start_kernel,
+    stop_kernel,
+)
 from runbook.record.manifest import verdict, write_manifest
-from runbook.record.parts import LIBRARY_CALL, step_parts
-
-NOTEBOOKS = PROJECT_ROOT / "notebooks"
-
-
-def notebook_path(step: str) -> Path:
-    """The committed notebook of a step."""
-    return NOTEBOOKS / f"{notebook_name(step)}.ipynb"
+from runbook.record.parts import step_parts
 
 
 def require_declared(steps: list[str], parameters: RunParameters) -> None:
@@ -61,16 +66,6 @@ def _failure(exc: Exception, secrets: tuple[str, ...]) -> str:
     return mask_text(text, *secrets)
 
 
-KERNEL_ARGUMENTS = [
-    # the kernel listens on 127.0.0.1 only; its start-up warning that TCP is not encrypted
-    # would stand in every run's output (its errors still show)
-    "--IPKernelApp.log_level=ERROR",
-    # no command history in a SQLite file under ~/.ipython: the executed notebook is the record
-    # (measured: kernel start 1.56 s with it, 1.17 s without)
-    "--HistoryManager.enabled=False",
-]
-
-
 def execute_step(
     step: str,
     run_dir: Path,
@@ -84,9 +79,9 @@ def execute_step(
 ) -> dict[str, Any]:
     """Run one notebook with papermill into the run folder and export it (`report`: code hidden
     in the HTML), in the background when `exports` is given (`Exports.finish` completes the
-    record), on `kernel` when one was started for it (`start_kernel`); never raises for a
-    failing notebook, the outcome says what failed; `on_library_call` is awaited when the
-    step's library call has returned."""
+    record), on `kernel` when one was started for it (`start_kernel`, its namespace emptied by
+    `fresh_namespace`); never raises for a failing notebook, the outcome says what failed;
+    `on_library_call` is awaited when the step's library call has returned."""
     import papermill
 
     from runbook.record.engine import ENGINE  # registers it with papermill
@@ -156,119 +151,45 @@ def update_index(run_dir: Path, runs_root: Path) -> None:
         print(f"Index:      {write_index(root)}")
 
 
-# the kernel of the step after a step, started while that step runs and importing what its
-# notebook imports (kernel start is 0.6 s of a step's wall when papermill starts it, 0.25 s
-# started early; the first cell's imports 0.15-0.67 s -> 0.03-0.09 s): 02's when 01 starts;
-# 03's and 04's when the library call of the step before has returned, its worker processes
-# gone, while that step draws its charts and is exported. Not during 02's preflight or 03's
-# load: a kernel is 60 MB, and beside 02's preflight processes it lifted the run's peak to
-# 301 MiB (measured at scale 1); at the library call's end the run holds 250-265 MiB with it
-EARLY_KERNEL = {
-    "backup": ("schema", "start"),
-    "schema": ("transfer", "library call"),
-    "transfer": ("verify", "library call"),
-}
-
-
-def _imports(step: str) -> list[str]:
-    """The import lines of a step notebook's first cell after its parameters."""
-    cells = json.loads(notebook_path(step).read_text(encoding="utf-8"))["cells"]
-    code = [
-        c
-        for c in cells
-        if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", [])
-    ]
-    source = "".join(code[0]["source"]) if code else ""
-    return [line for line in source.splitlines() if line.startswith(("from runbook", "import "))]
-
-
-async def _start_kernel(step: str) -> Any:
-    from jupyter_client.manager import AsyncKernelManager
-
-    kernel = AsyncKernelManager(kernel_name="python3")
-    warm = [f"--IPKernelApp.exec_lines={line}" for line in _imports(step)]
-    await kernel.start_kernel(extra_arguments=KERNEL_ARGUMENTS + warm, cwd=str(NOTEBOOKS))
-    return kernel
-
-
-def start_kernel(step: str) -> Any:
-    """A kernel started now for `step`, which runs later: as papermill would start it (same
-    arguments, in notebooks/, with the environment set so far), importing what the step's
-    notebook imports while it starts (IPython's exec_lines: no cell, no execution count; the
-    notebook's own import lines then find the modules loaded)."""
-    from jupyter_core.utils import run_sync
-
-    return run_sync(_start_kernel)(step)
-
-
-def after_library_call(then: Callable[[], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """An nbclient `on_cell_executed` hook awaiting `then` once a cell tagged `library-call`
-    has run without error: on papermill's own event loop, the one a later papermill call runs
-    in, so a kernel started there is the next step's as if started before it."""
-
-    async def hook(cell: Any, execute_reply: dict[str, Any], **_: Any) -> None:
-        tagged = LIBRARY_CALL in cell.get("metadata", {}).get("tags", [])
-        if tagged and execute_reply.get("content", {}).get("status") == "ok":
-            await then()
-
-    return hook
-
-
-def _kernel_starter(kernels: dict[str, Any], step: str) -> Callable[[], Awaitable[None]]:
-    """Start `step`'s kernel into `kernels` once; a kernel that fails to start is left to
-    papermill, which starts the step's own and says in that step's record what failed."""
-
-    async def start() -> None:
-        if step not in kernels:
-            try:
-                kernels[step] = await _start_kernel(step)
-            except Exception:  # noqa: BLE001 - not this step's failure (see above)
-                return
-
-    return start
-
-
-def stop_kernels(kernels: dict[str, Any]) -> None:
-    """Stop the kernels started for steps that did not run."""
-    from jupyter_core.utils import run_sync
-
-    for kernel in kernels.values():
-        run_sync(kernel.shutdown_kernel)(now=True)
-    kernels.clear()
-
-
 def _execute_all(
     steps: list[str],
     parameters: RunParameters,
     secrets: tuple[str, ...],
     report: bool,
-    kernels: dict[str, Any],
+    kernels: dict[int, Any],
 ) -> list[dict[str, Any]]:
     """Execute the steps in order until one fails, each HTML export made while the next step
-    runs, on the kernels started for them (`kernels`, EARLY_KERNEL), each stopped after its step
-    (or unused, when a step before failed)."""
-    from jupyter_core.utils import run_sync
-
+    runs, on the kernels of their groups (`kernel_groups`; a later step of a group on a fresh
+    namespace, a step whose kernel is gone on one papermill starts), each group's kernel
+    stopped after its last step."""
     records: list[dict[str, Any]] = []
     run_dir = Path(parameters.run_dir)
+    groups = kernel_groups(steps)
     with Exports(secrets) as exports:
-        for step in steps:
-            follower, moment = EARLY_KERNEL.get(step, ("", ""))
-            later = None
-            if follower in steps and moment == "start":
-                kernels[follower] = start_kernel(follower)
-            elif follower in steps:
-                later = _kernel_starter(kernels, follower)
-            record = execute_step(
-                step, run_dir, parameters.for_step(step), secrets, report=report,
-                exports=exports, kernel=kernels.get(step), on_library_call=later,
-            )  # fmt: skip
-            if step in kernels:  # papermill stops only the kernels it started
-                run_sync(kernels.pop(step).shutdown_kernel)(now=True)
-            records.append(record)
-            print(f"  {step:<9} {record['outcome']:<7} {record['seconds']:>8.1f} s")
-            if record["outcome"] != "passed":
-                print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
+        for index, group in enumerate(groups):
+            for step in group:
+                kernel = kernels.get(index)
+                if kernel is not None and step != group[0] and not fresh_namespace(kernel):
+                    stop_kernel(kernels.pop(index))
+                    kernel = None
+                later = None
+                if step == group[-1] and index + 1 < len(groups):
+                    if step in NEXT_KERNEL_AT_START:
+                        kernels[index + 1] = start_kernel(groups[index + 1])
+                    else:
+                        later = kernel_starter(kernels, index + 1, groups[index + 1])
+                record = execute_step(
+                    step, run_dir, parameters.for_step(step), secrets, report=report,
+                    exports=exports, kernel=kernel, on_library_call=later,
+                )  # fmt: skip
+                records.append(record)
+                print(f"  {step:<9} {record['outcome']:<7} {record['seconds']:>8.1f} s")
+                if record["outcome"] != "passed":
+                    print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
+                    break
+            if index in kernels:  # papermill stops only the kernels it started
+                stop_kernel(kernels.pop(index))
+            if records[-1]["outcome"] != "passed":
                 break
     for record in records:  # an export that failed in the background fails its step
         if record["outcome"] != "passed" and record.get("error", "").startswith("the notebook ran"):
@@ -291,7 +212,8 @@ def run_steps(
         os.environ[parameters.database_url_env] = target.url
     secrets = (target.password or "",)
     os.environ["RUNBOOK_PROGRESS"] = "text"  # the kernels print progress lines, no widgets
-    kernels = {steps[0]: start_kernel(steps[0])} if steps else {}  # starts while checks run
+    # the first group's kernel starts while the checks run
+    kernels = {0: start_kernel(kernel_groups(steps)[0])} if steps else {}
     try:
         ready = check_ready(target)  # fails here, before step 01, when the target is wrong
         server = ready.version
@@ -305,7 +227,8 @@ def run_steps(
         print(f"Target:     {target.display} ({server})")
         records = _execute_all(steps, parameters, secrets, report, kernels)
     finally:
-        stop_kernels(kernels)
+        for kernel in kernels.values():  # a group's kernel started for steps that did not run
+            stop_kernel(kernel)
     if parameters.bulk_run_dir:  # the cutover's catch-up added its records to the bulk run
         refresh_manifest(Path(parameters.bulk_run_dir))
     manifest = write_manifest(

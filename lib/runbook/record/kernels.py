@@ -1,0 +1,157 @@
+"""The kernels a run's notebooks execute on: started early with the modules their notebooks
+import, 03 and 04 sharing one (`kernel_groups`), emptied between notebooks, stopped at the end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from runbook.core.run import notebook_name
+from runbook.core.target import PROJECT_ROOT
+from runbook.record.parts import LIBRARY_CALL
+
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+
+
+def notebook_path(step: str) -> Path:
+    """The committed notebook of a step."""
+    return NOTEBOOKS / f"{notebook_name(step)}.ipynb"
+
+
+KERNEL_ARGUMENTS = [
+    # the kernel listens on 127.0.0.1 only; its start-up warning that TCP is not encrypted
+    # would stand in every run's output (its errors still show)
+    "--IPKernelApp.log_level=ERROR",
+    # no command history in a SQLite file under ~/.ipython: the executed notebook is the record
+    # (measured: kernel start 1.56 s with it, 1.17 s without)
+    "--HistoryManager.enabled=False",
+]
+
+
+# 03 and 04 share a kernel, one notebook after the other, its namespace emptied in between
+# (`fresh_namespace`): a kernel of its own cost a step 2.1-2.7 CPU-seconds (its start, the
+# imports of SQLAlchemy, psycopg and matplotlib) on 2 vCPUs, where a run is CPU-bound. Not all
+# four steps: a kernel that has run 01 and 02 holds 60-70 MB more than a fresh one (their
+# modules, matplotlib) and beside 03's loader processes lifted the run's peak from 281 to 346
+# MiB (standard scale 1); 01 and 02 sharing one, with 03's kernel started beside it, 290-293
+# MiB (standard and wide scale 1), too close to the bound of 300. Each kernel starts early,
+# importing what its steps' notebooks import: 01's with the runner's checks, 02's when 01
+# starts (01 holds little memory), 03's when 02 has returned from its library call (its
+# preflight processes gone) while 02 draws its charts and is exported. The modules keep only
+# caches between notebooks; nbval and the interrupted-notebook test run each notebook in a
+# kernel of its own, as JupyterLab does.
+KERNEL_GROUPS = (("transfer", "verify"),)
+NEXT_KERNEL_AT_START = ("backup",)  # else once the step's library call has returned
+
+
+def kernel_groups(steps: list[str]) -> list[list[str]]:
+    """The run's steps in the groups that share a kernel (a step in no group: alone)."""
+    groups: list[list[str]] = []
+    for step in steps:
+        shared = next((g for g in KERNEL_GROUPS if step in g), (step,))
+        if groups and groups[-1][0] in shared:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
+
+
+def _imports(step: str) -> list[str]:
+    """The import lines of a step notebook's first cell after its parameters."""
+    cells = json.loads(notebook_path(step).read_text(encoding="utf-8"))["cells"]
+    code = [
+        c
+        for c in cells
+        if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", [])
+    ]
+    source = "".join(code[0]["source"]) if code else ""
+    return [line for line in source.splitlines() if line.startswith(("from runbook", "import "))]
+
+
+async def _start_kernel(steps: list[str]) -> Any:
+    from jupyter_client.manager import AsyncKernelManager
+
+    kernel = AsyncKernelManager(kernel_name="python3")
+    lines = list(dict.fromkeys(line for step in steps for line in _imports(step)))
+    warm = [f"--IPKernelApp.exec_lines={line}" for line in lines]
+    await kernel.start_kernel(extra_arguments=KERNEL_ARGUMENTS + warm, cwd=str(NOTEBOOKS))
+    return kernel
+
+
+def start_kernel(steps: list[str]) -> Any:
+    """The kernel of a run's steps, started now: as papermill would start it (same arguments,
+    in notebooks/, with the environment set so far), importing what the steps' notebooks import
+    while it starts (IPython's exec_lines: no cell, no execution count)."""
+    from jupyter_core.utils import run_sync
+
+    return run_sync(_start_kernel)(steps)
+
+
+# the user namespace emptied and the execution count back at 1: the next notebook's cells see
+# only what they define, numbered from 1, as in a kernel of their own
+RESET = "get_ipython().run_line_magic('reset', '-f')\nget_ipython().execution_count = 1"
+
+
+async def _fresh_namespace(kernel: Any) -> None:
+    client = kernel.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=60)
+        reply = await client.execute_interactive(RESET, silent=True, timeout=60)
+    finally:
+        client.stop_channels()
+    if reply["content"]["status"] != "ok":
+        raise RuntimeError(f"the kernel could not reset: {reply['content'].get('evalue')}")
+
+
+def fresh_namespace(kernel: Any) -> bool:
+    """Empty the kernel's namespace for the next notebook; False when the kernel does not answer
+    (it died with the step before), so papermill starts the next step's own."""
+    from jupyter_core.utils import run_sync
+
+    if not run_sync(kernel.is_alive)():
+        return False
+    try:
+        run_sync(_fresh_namespace)(kernel)
+    except Exception:  # noqa: BLE001 - the next step then runs in a kernel of its own
+        return False
+    return True
+
+
+def after_library_call(then: Callable[[], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """An nbclient `on_cell_executed` hook awaiting `then` once a cell tagged `library-call`
+    has run without error: on papermill's own event loop, the one a later papermill call runs
+    in, so a kernel started there serves the next steps as if started before them."""
+
+    async def hook(cell: Any, execute_reply: dict[str, Any], **_: Any) -> None:
+        tagged = LIBRARY_CALL in cell.get("metadata", {}).get("tags", [])
+        if tagged and execute_reply.get("content", {}).get("status") == "ok":
+            await then()
+
+    return hook
+
+
+def kernel_starter(
+    kernels: dict[int, Any], group: int, steps: list[str]
+) -> Callable[[], Awaitable[None]]:
+    """Start the kernel of `group` into `kernels` once; a kernel that fails to start is left to
+    papermill, which starts each step's own and says in that step's record what failed."""
+
+    async def start() -> None:
+        if group not in kernels:
+            try:
+                kernels[group] = await _start_kernel(steps)
+            except Exception:  # noqa: BLE001 - not this step's failure (see above)
+                return
+
+    return start
+
+
+def stop_kernel(kernel: Any) -> None:
+    """Stop the run's kernel (papermill stops only the kernels it started)."""
+    from jupyter_core.utils import run_sync
+
+    if kernel is not None and kernel.has_kernel:
+        run_sync(kernel.shutdown_kernel)(now=True)

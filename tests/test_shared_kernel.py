@@ -1,0 +1,106 @@
+"""Steps sharing a kernel: it starts with the modules their notebooks import, its namespace is
+emptied and its execution count back at 1 between notebooks, it is stopped and reaped at the
+end; a kernel that died leaves the next step to a kernel of its own; the next kernel starts
+only after a library call that returned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.utils import run_sync
+
+from runbook.record import kernels
+
+
+def _run(kernel: Any, code: str) -> tuple[str, int]:
+    """What `code` prints in the kernel, and the execution count it ran as."""
+    printed: list[str] = []
+
+    def collect(message: dict[str, Any]) -> None:
+        if message["msg_type"] == "stream":
+            printed.append(message["content"]["text"])
+
+    client = kernel.client()
+    client.start_channels()
+    try:
+        run_sync(client.wait_for_ready)(timeout=60)
+        reply = run_sync(client.execute_interactive)(code, output_hook=collect, timeout=60)
+    finally:
+        client.stop_channels()
+    return "".join(printed), reply["content"]["execution_count"]
+
+
+def test_one_kernel_runs_the_steps_on_a_fresh_namespace_each() -> None:
+    kernel = kernels.start_kernel(["schema", "verify"])
+    try:
+        printed, _ = _run(
+            kernel,
+            "import os, sys\n"
+            "print({'runbook.steps.schema', 'runbook.steps.verify'} <= set(sys.modules))\n"
+            "print(os.getcwd())\nleft_over = 1",
+        )
+        loaded, cwd = printed.split()
+        assert loaded == "True"  # each notebook's own import lines find them loaded
+        assert Path(cwd) == kernels.NOTEBOOKS  # where papermill would have started it
+        _run(kernel, "x = 2")
+        assert kernels.fresh_namespace(kernel)
+        printed, count = _run(kernel, "print('left_over' in dir(), 'sys' in dir())")
+        assert printed.split() == ["False", "False"]  # nothing the notebook before defined
+        assert count == 1  # numbered as in a kernel of its own
+        process = kernel.provisioner.process
+    finally:
+        kernels.stop_kernel(kernel)
+    assert process.poll() is not None  # ended and reaped, no kernel left behind
+
+
+def test_a_kernel_that_died_is_not_used_again() -> None:
+    kernel = kernels.start_kernel(["backup"])
+    try:
+        _run(kernel, "1")
+        kernel.provisioner.process.kill()
+        kernel.provisioner.process.wait()
+        assert not kernels.fresh_namespace(kernel)
+    finally:
+        kernels.stop_kernel(kernel)
+
+
+def test_03_and_04_share_a_kernel_and_no_other_steps_do() -> None:
+    steps = ["backup", "schema", "transfer", "verify"]
+    assert kernels.kernel_groups(steps) == [["backup"], ["schema"], ["transfer", "verify"]]
+    assert kernels.kernel_groups(["schema", "verify"]) == [["schema"], ["verify"]]
+    assert kernels.kernel_groups(["cutover"]) == [["cutover"]]
+
+
+def _cell(*tags: str) -> dict[str, Any]:
+    return {"cell_type": "code", "metadata": {"tags": list(tags)}}
+
+
+def _reply(status: str) -> dict[str, Any]:
+    return {"content": {"status": status}}
+
+
+def test_the_next_kernel_starts_after_a_library_call_that_returned_and_only_then() -> None:
+    calls: list[str] = []
+
+    async def then() -> None:
+        calls.append("started")
+
+    hook = kernels.after_library_call(then)
+    run_sync(hook)(cell=_cell("parameters"), cell_index=0, execute_reply=_reply("ok"))
+    run_sync(hook)(cell=_cell(), cell_index=1, execute_reply=_reply("ok"))
+    run_sync(hook)(cell=_cell("library-call"), cell_index=2, execute_reply=_reply("error"))
+    assert calls == []
+    run_sync(hook)(cell=_cell("library-call"), cell_index=2, execute_reply=_reply("ok"))
+    assert calls == ["started"]
+    started: dict[int, Any] = {}
+    start = kernels.kernel_starter(started, 2, ["transfer", "verify"])
+    run_sync(start)()
+    kernel = started[2]
+    run_sync(start)()  # a second library-call cell: the same kernel
+    try:
+        assert started == {2: kernel}
+        printed, _ = _run(kernel, "import sys\nprint('runbook.steps.verify' in sys.modules)")
+        assert printed.split() == ["True"]
+    finally:
+        kernels.stop_kernel(kernel)
