@@ -16,6 +16,21 @@ import psycopg
 from runbook.core.target import Target, connect
 
 
+def _on_threads(run: Callable[[], None], count: int, stop: Callable[[BaseException], None]) -> None:
+    """Run `run` on `count` daemon threads and wait for them; when the waiting is interrupted
+    (Ctrl-C), `stop` is called with the interruption, which is then raised."""
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    except BaseException as exc:
+        stop(exc)
+        raise
+
+
 def on_connections(
     target: Target,
     jobs: Iterable[Any],
@@ -50,16 +65,7 @@ def on_connections(
             errors.append(exc)
             stop.set()
 
-    threads = [threading.Thread(target=run, daemon=True) for _ in range(min(workers, count))]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
-    except BaseException:
-        stop.set()
-        raise
+    _on_threads(run, min(workers, count), lambda _: stop.set())
     if errors:
         raise errors[0]
 
@@ -196,15 +202,7 @@ def on_connections_scheduled(target: Target, jobs: list[Job], workers: int) -> N
         except BaseException as exc:  # noqa: BLE001 - the connection failed
             schedule.ended(None, exc)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(workers, len(jobs)))]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
-    except BaseException as exc:
-        schedule.ended(None, exc)  # the running jobs end; no other starts
-        raise
+    # interrupted: the running jobs end, no other starts
+    _on_threads(worker, min(workers, len(jobs)), lambda exc: schedule.ended(None, exc))
     if schedule.errors:
         raise schedule.errors[0]

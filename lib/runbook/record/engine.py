@@ -41,20 +41,19 @@ class RecordEngine(NBClientEngine):
                 write()
                 written[0] = time.monotonic()
 
-        def cell_start(cell: Any, cell_index: int | None = None, **more: Any) -> None:
+        def quietly(papermills: Any, cell: Any, cell_index: int | None, more: Any) -> None:
             around_cell[0] = True
             try:
-                start(cell, cell_index, **more)
+                papermills(cell, cell_index, **more)
             finally:
                 around_cell[0] = False
+
+        def cell_start(cell: Any, cell_index: int | None = None, **more: Any) -> None:
+            quietly(start, cell, cell_index, more)
             write_if(_tagged(cell))
 
         def cell_complete(cell: Any, cell_index: int | None = None, **more: Any) -> None:
-            around_cell[0] = True
-            try:
-                complete(cell, cell_index, **more)
-            finally:
-                around_cell[0] = False
+            quietly(complete, cell, cell_index, more)
             failed = cell.get("metadata", {}).get("papermill", {}).get("status") == "failed"
             write_if(_tagged(cell) or failed)
 
