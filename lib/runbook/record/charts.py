@@ -34,12 +34,13 @@ def prefetch() -> None:
     checksum processes its 30 MB stay under the peak 03 sets); 03 once its loader processes,
     the run's peak of memory, have ended."""
 
-    def load() -> None:
-        for name in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
-            importlib.import_module(name)
-        hangul.cjk_font()
+    load_in_background(_load_matplotlib)
 
-    load_in_background(load)
+
+def _load_matplotlib() -> None:
+    for name in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
+        importlib.import_module(name)
+    hangul.cjk_font()
 
 
 # the load's charts drawn ahead (`draw_ahead`), by chart and the tables' rows they were drawn of
@@ -53,8 +54,7 @@ def draw_ahead(tables: list[dict[str, Any]]) -> None:
     The chart functions return these images when given the same rows, else draw their own."""
 
     def draw() -> None:
-        for name in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
-            importlib.import_module(name)
+        _load_matplotlib()
         key = _rows_key(tables)
         _AHEAD[("throughput", key)] = _throughput(tables)
         _AHEAD[("over time", key)] = _over_time(tables)

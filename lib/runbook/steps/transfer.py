@@ -280,16 +280,16 @@ def transfer(
             phases.done("prepare")
             _load(run, target, tables, prepared, workers)
             phases.done("data")
-            if after_load:  # the per-table rows transfer.json will hold
-                with connect(target) as conn:
-                    loaded = ledger.load_state(conn, sha)["ranges"]
-                after_load(_table_rows(tables, loaded, wall_clock, rejected_counts))
+            with connect(target) as conn:  # the ranges loaded; the rebuild changes none
+                ranges = ledger.load_state(conn, sha)["ranges"]
+            loaded = _table_rows(tables, ranges, wall_clock, rejected_counts)
+            if after_load:
+                after_load(loaded)
             seen = sqlite_source.autoincrement_handed_out(source)
             floors = {t.target: seen[t.name.lower()] for t in tables if t.name.lower() in seen}
             sequences = _rebuild(target, tables, prepared, workers, phases, floors)
             with connect(target) as conn:
                 ledger.finish(conn, sha)
-                ranges = ledger.load_state(conn, sha)["ranges"]
     finally:
         source.close()
     result = {
@@ -298,7 +298,7 @@ def transfer(
         "started_at": started.isoformat(timespec="seconds"),
         "workers": workers,
         "order": [t.name for t in tables],
-        "tables": _table_rows(tables, ranges, wall_clock, rejected_counts),
+        "tables": loaded,
         "rejected_rows": rejected_counts,
         "indexes": [i["name"] for i in prepared.indexes],
         "foreign_keys": prepared.foreign_keys,
