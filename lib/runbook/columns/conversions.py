@@ -50,6 +50,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_boolean,
         wire=expressions.boolean_wire,
         sql_canonical=expressions.boolean_sql,
+        fits=expressions.boolean_fits,
     ),
     "float": Conversion(
         "float8",

@@ -82,8 +82,9 @@ def datetime_checks(col: str, target: TargetType) -> list[Check]:
 def datetime_fits(col: str, target: TargetType) -> str:
     """'YYYY-MM-DD HH:MM:SS[.f…]' of a real date and time passes every datetime check: its
     first 19 characters come back through a Julian day (no offset moved it, no February 30th
-    rolled over) and a fraction or nothing follows (measured on 1M values: 0.56 s, the checks
-    with their offset GLOBs and two date parses 1.03 s); the checks run only for the rest."""
+    rolled over: datetime() of the text itself gives February 30th back as it is) and a fraction
+    or nothing follows (measured on 1M values: 0.56 s, the checks with their offset GLOBs and two
+    date parses 1.03 s); the checks run only for the rest."""
     raw = f"CAST({col} AS BLOB)"  # byte positions: no counting of characters
     return (
         f"typeof({col}) = 'text' AND datetime(julianday({col})) = substr({col}, 1, 19) "
@@ -202,9 +203,18 @@ def boolean_checks(col: str, target: TargetType) -> list[Check]:
     ]
 
 
+def boolean_fits(col: str, target: TargetType) -> str:
+    """0 and 1 (what SQLAlchemy writes) pass the boolean check (and NOT NULL) without the text
+    comparisons (measured on 1M values, a query 0.120-0.124 -> 0.105-0.108 s; reading 0.11 s)."""
+    return f"{col} IN (0, 1)"
+
+
 def float_fits(col: str, target: TargetType) -> str:
-    """A number passes the float check (and NOT NULL)."""
-    return f"typeof({col}) IN ('integer', 'real')"
+    """A number passes the float check (and NOT NULL): between the infinities, as no text or
+    blob is (SQLite orders them after every number; the unary + keeps a text column's affinity
+    from making the bounds text), two comparisons where typeof() made a string (measured on 1M
+    values, a query 0.174-0.176 -> 0.136-0.137 s; reading them 0.11 s)."""
+    return f"+{col} BETWEEN -9e999 AND 9e999"
 
 
 def float_checks(col: str, target: TargetType) -> list[Check]:
