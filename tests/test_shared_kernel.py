@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from jupyter_core.utils import run_sync
 
 from runbook.record import kernels
@@ -104,3 +105,36 @@ def test_the_next_kernel_starts_after_a_library_call_that_returned_and_only_then
         assert printed.split() == ["True"]
     finally:
         kernels.stop_kernel(kernel)
+
+
+def test_a_ready_client_loses_no_output_of_the_first_cell() -> None:
+    """A client is ready once IOPub is connected: what the first request prints arrives, for
+    every new client (each step's, each reset's), and readiness takes no wait for silence."""
+    kernel = kernels.start_kernel(["backup"])
+    try:
+        for attempt in range(8):
+            client = kernel.client()
+            assert isinstance(client, kernels.ReadyClient)
+            printed, _ = _run(kernel, f"print('attempt', {attempt})")
+            assert printed.split() == ["attempt", str(attempt)]
+    finally:
+        kernels.stop_kernel(kernel)
+
+
+def test_a_killed_kernel_is_gone_at_once_and_its_client_is_not_ready() -> None:
+    kernel = kernels.start_kernel(["backup"])
+    try:
+        _run(kernel, "1")
+        process = kernel.provisioner.process
+        kernels.kill_kernel(kernel)
+        process.wait(timeout=10)  # killed, not asked: it does not tidy up for seconds
+        client = kernel.client()
+        client.start_channels()
+        try:
+            with pytest.raises(RuntimeError, match="died"):
+                run_sync(client.wait_for_ready)(timeout=30)
+        finally:
+            client.stop_channels()
+    finally:
+        kernels.stop_kernel(kernel)  # the tidying up of a killed kernel
+    assert not kernel.has_kernel

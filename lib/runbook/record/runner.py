@@ -29,6 +29,7 @@ from runbook.record.kernels import (
     fresh_namespace,
     kernel_groups,
     kernel_starter,
+    kill_kernel,
     notebook_path,
     start_kernel,
     stop_kernel,
@@ -161,7 +162,7 @@ def _execute_all(
     """Execute the steps in order until one fails, each HTML export made while the next step
     runs, on the kernels of their groups (`kernel_groups`; a later step of a group on a fresh
     namespace, a step whose kernel is gone on one papermill starts), each group's kernel
-    stopped after its last step."""
+    killed after its last step (`run_steps` tidies up after it)."""
     records: list[dict[str, Any]] = []
     run_dir = Path(parameters.run_dir)
     groups = kernel_groups(steps)
@@ -187,8 +188,8 @@ def _execute_all(
                 if record["outcome"] != "passed":
                     print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
                     break
-            if index in kernels:  # papermill stops only the kernels it started
-                stop_kernel(kernels.pop(index))
+            if index in kernels:  # papermill stops only the kernels it started; the rest of
+                kill_kernel(kernels[index])  # its stop when the run ends (run_steps)
             if records[-1]["outcome"] != "passed":
                 break
     for record in records:  # an export that failed in the background fails its step
@@ -227,8 +228,8 @@ def run_steps(
         print(f"Target:     {target.display} ({server})")
         records = _execute_all(steps, parameters, secrets, report, kernels)
     finally:
-        for kernel in kernels.values():  # a group's kernel started for steps that did not run
-            stop_kernel(kernel)
+        for kernel in kernels.values():  # killed after its steps, or started for steps that
+            stop_kernel(kernel)  # did not run
     if parameters.bulk_run_dir:  # the cutover's catch-up added its records to the bulk run
         refresh_manifest(Path(parameters.bulk_run_dir))
     manifest = write_manifest(
