@@ -300,7 +300,7 @@ def autoincrement_handed_out(conn: sqlite3.Connection) -> dict[str, int]:
     }
 
 
-def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+def integrity_problems(conn: sqlite3.Connection | apsw.Connection) -> list[str]:
     """What `PRAGMA integrity_check` reports (empty when the file is sound)."""
     rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
     return [] if rows == ["ok"] else rows
