@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from runbook.columns import canonical, expressions, rules
+from runbook.columns import canonical, expressions, gates, rules
 from runbook.columns.types import (
     INVALID_UTF8,
     NUL_OR_NOT_UTF8,
@@ -40,7 +40,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_integer,
         wire=expressions.integer_wire,
         sql_canonical=expressions.integer_sql,
-        fits=expressions.integer_fits,
+        fits=gates.integer_fits,
     ),
     "boolean": Conversion(
         "boolean",
@@ -50,7 +50,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_boolean,
         wire=expressions.boolean_wire,
         sql_canonical=expressions.boolean_sql,
-        fits=expressions.boolean_fits,
+        fits=gates.boolean_fits,
     ),
     "float": Conversion(
         "float8",
@@ -59,7 +59,7 @@ CONVERSIONS: dict[str, Conversion] = {
         expressions.float_checks,
         canonical.canonical_float,
         wire=expressions.float_wire,
-        fits=expressions.float_fits,
+        fits=gates.float_fits,
     ),
     "numeric": Conversion(
         "numeric",
@@ -79,7 +79,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_timestamp,
         wire=expressions.timestamp_wire,
         sql_canonical=expressions.timestamp_sql,
-        fits=expressions.datetime_fits,
+        fits=gates.datetime_fits,
     ),
     "date": Conversion(
         "iso-date",
@@ -89,7 +89,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_date,
         wire=expressions.date_wire,
         sql_canonical=expressions.date_sql,
-        fits=expressions.date_fits,
+        fits=gates.date_fits,
     ),
     "time": Conversion(
         "iso-time",
@@ -99,7 +99,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_time,
         wire=expressions.time_wire,
         sql_canonical=expressions.time_sql,
-        fits=expressions.time_fits,
+        fits=gates.time_fits,
     ),
     "json": Conversion(
         "json-text",
@@ -109,7 +109,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_json,
         target_select=lambda col: f"{col}::text",
         wire=expressions.json_wire,
-        fits=expressions.json_fits,
+        fits=gates.json_fits,
     ),
     "text": Conversion(
         "text",
@@ -119,7 +119,7 @@ CONVERSIONS: dict[str, Conversion] = {
         canonical.canonical_text,
         wire=expressions.text_wire,
         sql_canonical=expressions.text_sql,
-        fits=expressions.text_fits,
+        fits=gates.text_fits,
     ),
     "text-from-any": Conversion(
         "text-from-any",

@@ -16,21 +16,15 @@ from runbook.columns.types import (
 
 # --- misfit checks and COPY text ---------------------------------------------------------------
 
-_INT_RANGES = {
+INT_RANGES = {
     "smallint": (-(2**15), 2**15 - 1),
     "integer": (-(2**31), 2**31 - 1),
     "bigint": (-(2**63), 2**63 - 1),
 }
 
 
-def integer_fits(col: str, target: TargetType) -> str:
-    """An integer in the target type's range passes every integer check."""
-    low, high = _INT_RANGES[target.base]
-    return f"typeof({col}) = 'integer' AND {col} BETWEEN {low} AND {high}"
-
-
 def integer_checks(col: str, target: TargetType) -> list[Check]:
-    low, high = _INT_RANGES[target.base]
+    low, high = INT_RANGES[target.base]
     return [
         ("wrong_type", f"typeof({col}) <> 'integer'"),
         ("integer_overflow", f"typeof({col}) = 'integer' AND {col} NOT BETWEEN {low} AND {high}"),
@@ -79,21 +73,6 @@ def datetime_checks(col: str, target: TargetType) -> list[Check]:
     ]
 
 
-def datetime_fits(col: str, target: TargetType) -> str:
-    """'YYYY-MM-DD HH:MM:SS[.f…]' of a real date and time passes every datetime check: its
-    first 19 characters come back through a Julian day (no offset moved it, no February 30th
-    rolled over: datetime() of the text itself gives February 30th back as it is) and a fraction
-    or nothing follows (measured on 1M values: 0.56 s, the checks with their offset GLOBs and two
-    date parses 1.03 s); the checks run only for the rest."""
-    raw = f"CAST({col} AS BLOB)"  # byte positions: no counting of characters
-    return (
-        f"typeof({col}) = 'text' AND datetime(julianday({col})) = substr({col}, 1, 19) "
-        f"AND length({raw}) IN (19, 21, 22, 23, 24, 25, 26) "
-        f"AND substr({raw}, 20, 1) IN (x'', x'2e') "
-        f"AND substr({raw}, -1) BETWEEN x'30' AND x'39'"
-    )
-
-
 def date_checks(col: str, target: TargetType) -> list[Check]:
     return [
         ("empty_string", f"{col} = ''"),
@@ -102,17 +81,6 @@ def date_checks(col: str, target: TargetType) -> list[Check]:
             f"{col} <> '' AND (typeof({col}) <> 'text' OR date(julianday({col})) IS NOT {col})",
         ),
     ]
-
-
-def date_fits(col: str, target: TargetType) -> str:
-    """'YYYY-MM-DD' of a real day (it comes back unchanged through a Julian day number; date()
-    alone keeps February 30th) passes the checks."""
-    return f"typeof({col}) = 'text' AND date(julianday({col})) = {col}"
-
-
-def time_fits(col: str, target: TargetType) -> str:
-    """'HH:MM:SS' of a real time of day (SQLite's time() gives it back) passes the checks."""
-    return f"typeof({col}) = 'text' AND time({col}) = {col}"
 
 
 def time_checks(col: str, target: TargetType) -> list[Check]:
@@ -136,29 +104,6 @@ def not_utf8(col: str) -> str:
 def has_nul(col: str) -> str:
     """The NUL check of a column's text (made per row with `not_utf8` by the preflight)."""
     return f"typeof({col}) = 'text' AND instr({col}, char(0)) > 0"
-
-
-def text_fits(col: str, target: TargetType) -> str:
-    """Text within the column's limit (its bytes, else its characters) passes every check but
-    NUL and UTF-8, which the preflight makes per row in Python at memchr and decode speed
-    (measured on 1M values: 0.43 s checked one by one; on 120k rows of 490-byte Korean text,
-    instr(NUL) 0.08 s and length() 0.06 s per column)."""
-    if target.base in ("character varying", "character") and target.modifiers:
-        limit = target.modifiers[0]
-        return (
-            f"typeof({col}) = 'text' "
-            f"AND (length(CAST({col} AS BLOB)) <= {limit} OR length({col}) <= {limit})"
-        )
-    return f"typeof({col}) = 'text'"
-
-
-def json_fits(col: str, target: TargetType) -> str:
-    """A JSON number, or valid JSON text without an escaped NUL (JSON spells it only as a
-    lowercase \\u0000), passes every check but the UTF-8 one (made per row)."""
-    return (
-        f"(typeof({col}) IN ('integer', 'real') OR typeof({col}) = 'text' AND json_valid({col}) "
-        f"AND instr({col}, '\\u0000') = 0)"
-    )
 
 
 def text_checks(col: str, target: TargetType) -> list[Check]:
@@ -201,20 +146,6 @@ def boolean_checks(col: str, target: TargetType) -> list[Check]:
             f"IN ('0', '1', 't', 'f', 'true', 'false'))",
         )
     ]
-
-
-def boolean_fits(col: str, target: TargetType) -> str:
-    """0 and 1 (what SQLAlchemy writes) pass the boolean check (and NOT NULL) without the text
-    comparisons (measured on 1M values, a query 0.120-0.124 -> 0.105-0.108 s; reading 0.11 s)."""
-    return f"{col} IN (0, 1)"
-
-
-def float_fits(col: str, target: TargetType) -> str:
-    """A number passes the float check (and NOT NULL): between the infinities, as no text or
-    blob is (SQLite orders them after every number; the unary + keeps a text column's affinity
-    from making the bounds text), two comparisons where typeof() made a string (measured on 1M
-    values, a query 0.174-0.176 -> 0.136-0.137 s; reading them 0.11 s)."""
-    return f"+{col} BETWEEN -9e999 AND 9e999"
 
 
 def float_checks(col: str, target: TargetType) -> list[Check]:
