@@ -204,7 +204,7 @@ def kill_kernel(kernel: Any) -> None:
     0.11-0.15 s between the steps, measured)."""
     from jupyter_core.utils import run_sync
 
-    if kernel.has_kernel and kernel.provisioner is not None:
+    if kernel.has_kernel:  # a provisioner with its process
         run_sync(kernel.provisioner.kill)()
 
 

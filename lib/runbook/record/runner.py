@@ -188,8 +188,8 @@ def _execute_all(
                 if record["outcome"] != "passed":
                     print(f"Step {step} failed: {record.get('error', 'see the notebook')}")
                     break
-            if index in kernels:  # papermill stops only the kernels it started; the rest of
-                kill_kernel(kernels[index])  # its stop when the run ends (run_steps)
+            if index in kernels:  # papermill stops only the kernels it started; ours are
+                kill_kernel(kernels[index])  # killed now and tidied up by run_steps at the end
             if records[-1]["outcome"] != "passed":
                 break
     for record in records:  # an export that failed in the background fails its step
