@@ -187,3 +187,29 @@ def test_a_long_held_write_lock_is_waited_for_within_a_bound(
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_table_sizes_add_up_every_page_of_a_table_and_its_indexes(tmp_path: Path) -> None:
+    """The sizes step 01 records (a row per b-tree from dbstat) are the bytes of every page of
+    a table and its indexes: overflow pages of long text and a WITHOUT ROWID table included."""
+    from runbook.core.source import table_sizes
+
+    path = tmp_path / "sizes.db"
+    with sqlite3.connect(path) as lite:
+        lite.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        lite.execute("CREATE INDEX notes_body ON notes (substr(body, 1, 10))")
+        lite.execute("CREATE TABLE codes (code TEXT PRIMARY KEY, label TEXT) WITHOUT ROWID")
+        lite.executemany("INSERT INTO notes (body) VALUES (?)", [("냉장" * 3000,)] * 40)
+        codes = [(f"c{i}", "x" * i) for i in range(300)]
+        lite.executemany("INSERT INTO codes VALUES (?, ?)", codes)
+    conn = sqlite3.connect(path)
+    per_page = dict.fromkeys(("notes", "codes"), 0)
+    for name, size in conn.execute(
+        "SELECT coalesce(m.tbl_name, s.name), s.pgsize FROM dbstat s "
+        "LEFT JOIN sqlite_master m ON m.name = s.name"
+    ):
+        if name in per_page:
+            per_page[name] += size
+    assert table_sizes(conn) == per_page
+    assert per_page["notes"] > 40 * 18000  # the overflow pages of the long text are counted
+    conn.close()
