@@ -3,7 +3,9 @@ file that changed, runs/index.html listing every run, and the reviewer's HTML vi
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,6 +15,7 @@ import pytest
 from commands import runbook
 
 from coldchain.sample import generate
+from runbook.record import manifest
 from runbook.record.reference import admin_target, fresh_database
 
 pytestmark = pytest.mark.e2e
@@ -183,3 +186,47 @@ def test_a_failed_html_export_fails_its_step_with_the_reason(tmp_path: Path) -> 
     assert record["outcome"] == "failed"
     assert record["error"].startswith("the notebook ran, but its HTML export failed: ")
     assert "html" not in record and "export" not in record["parts"]
+
+
+@pytest.fixture
+def settled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file as the backup is when the last step runs: written long enough ago (the bound for
+    a change within a clock tick of the hash set to nothing, so the test need not wait)."""
+    monkeypatch.setattr(manifest, "RACY_NS", 0)
+    path = tmp_path / "source-backup.db"
+    path.write_bytes(b"snapshot " * 100_000)
+    return path
+
+
+def test_an_early_hash_stands_for_a_file_unchanged_since(settled: Path) -> None:
+    early = manifest.EarlyHashes()
+    early.start(settled)
+    early.start(settled)  # asked again (another library call of the step): hashed once
+    assert early.get(settled) == hashlib.sha256(settled.read_bytes()).hexdigest()
+    assert manifest.file_hashes(settled.parent, early=early) == {
+        settled.name: hashlib.sha256(settled.read_bytes()).hexdigest()
+    }
+
+
+def test_a_file_written_after_its_early_hash_is_hashed_again(settled: Path) -> None:
+    early = manifest.EarlyHashes()
+    early.start(settled)
+    assert early.get(settled) is not None
+    times = settled.stat()
+    settled.write_bytes(b"tampered " * 100_000)  # same size, and its mtime set back
+    os.utime(settled, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert early.get(settled) is None  # its ctime moved on
+    hashes = manifest.file_hashes(settled.parent, early=early)
+    assert hashes[settled.name] == hashlib.sha256(b"tampered " * 100_000).hexdigest()
+
+
+def test_no_early_hash_of_a_file_changed_within_a_clock_tick(
+    settled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(manifest, "RACY_NS", 60 * 10**9)  # changed within the last minute
+    early = manifest.EarlyHashes()
+    early.start(settled)
+    assert early.get(settled) is None
+    assert manifest.file_hashes(settled.parent, early=early)[settled.name] == (
+        hashlib.sha256(settled.read_bytes()).hexdigest()
+    )

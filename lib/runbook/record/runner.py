@@ -16,7 +16,7 @@ from typing import Any
 from runbook.core.errors import RunbookError
 from runbook.core.parameters import RunParameters
 from runbook.core.readiness import check_ready
-from runbook.core.run import notebook_name
+from runbook.core.run import BACKUP_NAME, notebook_name
 from runbook.core.source import check_file
 from runbook.core.target import mask_text, read_dotenv, resolve_target
 from runbook.record.export import Exports, export_html, export_into  # noqa: F401 (API)
@@ -34,7 +34,7 @@ from runbook.record.kernels import (
     start_kernel,
     stop_kernel,
 )
-from runbook.record.manifest import verdict, write_manifest
+from runbook.record.manifest import EarlyHashes, verdict, write_manifest
 from runbook.record.parts import step_parts
 
 
@@ -158,11 +158,13 @@ def _execute_all(
     secrets: tuple[str, ...],
     report: bool,
     kernels: dict[int, Any],
+    early: EarlyHashes,
 ) -> list[dict[str, Any]]:
     """Execute the steps in order until one fails, each HTML export made while the next step
     runs, on the kernels of their groups (`kernel_groups`; a later step of a group on a fresh
     namespace, a step whose kernel is gone on one papermill starts), each group's kernel
-    killed after its last step (`run_steps` tidies up after it)."""
+    killed after its last step (`run_steps` tidies up after it); the backup hashed for the
+    manifest (`early`) once the last step's library call has returned."""
     records: list[dict[str, Any]] = []
     run_dir = Path(parameters.run_dir)
     groups = kernel_groups(steps)
@@ -179,6 +181,8 @@ def _execute_all(
                         kernels[index + 1] = start_kernel(groups[index + 1])
                     else:
                         later = kernel_starter(kernels, index + 1, groups[index + 1])
+                elif step == steps[-1] and (run_dir / BACKUP_NAME).exists():
+                    later = _hash_early(early, run_dir / BACKUP_NAME)
                 record = execute_step(
                     step, run_dir, parameters.for_step(step), secrets, report=report,
                     exports=exports, kernel=kernel, on_library_call=later,
@@ -196,6 +200,13 @@ def _execute_all(
         if record["outcome"] != "passed" and record.get("error", "").startswith("the notebook ran"):
             print(f"Step {record['step']} failed: {record['error']}")
     return records
+
+
+def _hash_early(early: EarlyHashes, path: Path) -> Callable[[], Awaitable[None]]:
+    async def start() -> None:
+        early.start(path)
+
+    return start
 
 
 def run_steps(
@@ -226,7 +237,8 @@ def run_steps(
         started = datetime.now(UTC).isoformat(timespec="seconds")
         print(f"Run folder: {run_dir}")
         print(f"Target:     {target.display} ({server})")
-        records = _execute_all(steps, parameters, secrets, report, kernels)
+        early = EarlyHashes()
+        records = _execute_all(steps, parameters, secrets, report, kernels, early)
     finally:
         for kernel in kernels.values():  # killed after its steps, or started for steps that
             stop_kernel(kernel)  # did not run
@@ -241,6 +253,7 @@ def run_steps(
         steps=records,
         started_at=started,
         html_view="report" if report else "full",
+        early=early,
     )
     update_index(run_dir, runs_root)
     failed = [r for r in records if r["outcome"] != "passed"]
