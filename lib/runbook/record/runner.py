@@ -203,6 +203,8 @@ def _execute_all(
 
 
 def _hash_early(early: EarlyHashes, path: Path) -> Callable[[], Awaitable[None]]:
+    """The `on_library_call` hook of a run's last step: the manifest's hash of `path` begins."""
+
     async def start() -> None:
         early.start(path)
 
