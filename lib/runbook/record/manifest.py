@@ -56,17 +56,14 @@ class EarlyHashes:
 
     def __init__(self) -> None:
         self._known: dict[Path, tuple[tuple[int, ...], str]] = {}
-        self._threads: list[threading.Thread] = []
-        self._started: set[Path] = set()
+        self._threads: dict[Path, threading.Thread] = {}  # by the file each one hashes
 
     def start(self, path: Path) -> None:
         """Hash `path` in a thread of its own (once, however often asked)."""
-        if path.resolve() in self._started:
-            return
-        self._started.add(path.resolve())
-        thread = threading.Thread(target=self._hash, args=(path.resolve(),), daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        path = path.resolve()
+        if path not in self._threads:
+            self._threads[path] = threading.Thread(target=self._hash, args=(path,), daemon=True)
+            self._threads[path].start()
 
     def _hash(self, path: Path) -> None:
         started, before = time.time_ns(), _identity(path)
@@ -82,7 +79,7 @@ class EarlyHashes:
 
     def get(self, path: Path) -> str | None:
         """The early hash of `path` if the file is still the one hashed."""
-        for thread in self._threads:
+        for thread in self._threads.values():
             thread.join()
         known = self._known.get(path.resolve())
         return known[1] if known and known[0] == _identity(path) else None

@@ -16,7 +16,7 @@ from typing import Any
 from runbook.core.errors import RunbookError
 from runbook.core.parameters import RunParameters
 from runbook.core.readiness import check_ready
-from runbook.core.run import BACKUP_NAME, notebook_name
+from runbook.core.run import RunFolder, notebook_name
 from runbook.core.source import check_file
 from runbook.core.target import mask_text, read_dotenv, resolve_target
 from runbook.record.export import Exports, export_html, export_into  # noqa: F401 (API)
@@ -181,8 +181,8 @@ def _execute_all(
                         kernels[index + 1] = start_kernel(groups[index + 1])
                     else:
                         later = kernel_starter(kernels, index + 1, groups[index + 1])
-                elif step == steps[-1] and (run_dir / BACKUP_NAME).exists():
-                    later = _hash_early(early, run_dir / BACKUP_NAME)
+                elif step == steps[-1] and RunFolder(run_dir).backup_path.exists():
+                    later = _hash_early(early, RunFolder(run_dir).backup_path)
                 record = execute_step(
                     step, run_dir, parameters.for_step(step), secrets, report=report,
                     exports=exports, kernel=kernel, on_library_call=later,
