@@ -241,9 +241,12 @@ def test_a_server_older_than_postgresql_12_fails_before_step_01_with_one_sentenc
     assert fingerprint(target) == before
 
 
-def test_the_run_process_leaves_out_the_iri_checker_and_still_validates_notebooks() -> None:
-    """`runbook run` keeps jsonschema's IRI format checker (a grammar built on import) out of
-    its process; nbformat still validates: a notebook with a broken cell is refused."""
+def test_the_run_process_leaves_out_the_format_checkers_and_still_validates_notebooks(
+    tmp_path: Path,
+) -> None:
+    """`runbook run` keeps jsonschema's optional format checkers (the IRI one builds a grammar
+    on import) out of its process; nbformat still validates: a notebook with a broken cell is
+    refused, and the HTML export still works."""
     import subprocess
     import sys
 
@@ -251,8 +254,8 @@ def test_the_run_process_leaves_out_the_iri_checker_and_still_validates_notebook
 
     code = (
         "import sys\n"
-        "from runbook.record.runner import without_iri_checker\n"
-        "without_iri_checker()\n"
+        "from runbook.record.runner import FORMAT_CHECKERS, without_format_checkers\n"
+        "without_format_checkers()\n"
         "import nbformat, papermill\n"
         "nb = nbformat.read('notebooks/01_backup.ipynb', 4)\n"
         "nbformat.validate(nb)\n"
@@ -262,12 +265,17 @@ def test_the_run_process_leaves_out_the_iri_checker_and_still_validates_notebook
         "    print('accepted')\n"
         "except nbformat.ValidationError:\n"
         "    print('refused')\n"
-        "print(sys.modules.get('rfc3987_syntax', 'absent'))\n"
+        "print(all(sys.modules.get(name, 'absent') is None for name in FORMAT_CHECKERS))\n"
+        "from pathlib import Path\n"
+        "from runbook.record.export import export_html\n"
+        f"copy = Path({str(tmp_path / '01_backup.ipynb')!r})\n"
+        "copy.write_bytes(Path('notebooks/01_backup.ipynb').read_bytes())\n"
+        "print('01_backup: PASS' in export_html(copy).read_text(encoding='utf-8'))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
-    assert done.stdout.split() == ["refused", "None"], done.stdout + done.stderr
+    assert done.stdout.split() == ["refused", "True", "True"], done.stdout + done.stderr
 
 
 def test_demo_migrates_syncs_and_cuts_over() -> None:

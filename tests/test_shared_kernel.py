@@ -1,7 +1,8 @@
-"""Steps sharing a kernel: it starts with the modules their notebooks import, its namespace is
-emptied and its execution count back at 1 between notebooks, it is stopped and reaped at the
-end; a kernel that died leaves the next step to a kernel of its own; the next kernel starts
-only after a library call that returned."""
+"""Steps sharing a kernel: it starts with the modules its first notebook imports and loads the
+later notebooks' in the background, its namespace is emptied (those loads done) and its
+execution count back at 1 between notebooks, it is stopped and reaped at the end; a kernel that
+died leaves the next step to a kernel of its own; the next kernel starts only after a library
+call that returned; background loads run one after the other."""
 
 from __future__ import annotations
 
@@ -38,16 +39,21 @@ def test_one_kernel_runs_the_steps_on_a_fresh_namespace_each() -> None:
         printed, _ = _run(
             kernel,
             "import os, sys\n"
-            "print({'runbook.steps.schema', 'runbook.steps.verify'} <= set(sys.modules))\n"
+            "print('runbook.steps.schema' in sys.modules)\n"
             "print(os.getcwd())\nleft_over = 1",
         )
         loaded, cwd = printed.split()
-        assert loaded == "True"  # each notebook's own import lines find them loaded
+        assert loaded == "True"  # the first notebook's import lines find them loaded
         assert Path(cwd) == kernels.NOTEBOOKS  # where papermill would have started it
         _run(kernel, "x = 2")
         assert kernels.fresh_namespace(kernel)
-        printed, count = _run(kernel, "print('left_over' in dir(), 'sys' in dir())")
-        assert printed.split() == ["False", "False"]  # nothing the notebook before defined
+        printed, count = _run(
+            kernel,
+            "print('left_over' in dir(), 'sys' in dir(), 'verify' in dir())\n"
+            "print('runbook.steps.verify' in __import__('sys').modules)",
+        )
+        # nothing the notebook before defined, nor the background load; its modules loaded
+        assert printed.split() == ["False", "False", "False", "True"]
         assert count == 1  # numbered as in a kernel of its own
         process = kernel.provisioner.process
     finally:
@@ -66,9 +72,9 @@ def test_a_kernel_that_died_is_not_used_again() -> None:
         kernels.stop_kernel(kernel)
 
 
-def test_03_and_04_share_a_kernel_and_no_other_steps_do() -> None:
+def test_01_and_02_share_a_kernel_and_03_and_04_another() -> None:
     steps = ["backup", "schema", "transfer", "verify"]
-    assert kernels.kernel_groups(steps) == [["backup"], ["schema"], ["transfer", "verify"]]
+    assert kernels.kernel_groups(steps) == [["backup", "schema"], ["transfer", "verify"]]
     assert kernels.kernel_groups(["schema", "verify"]) == [["schema"], ["verify"]]
     assert kernels.kernel_groups(["cutover"]) == [["cutover"]]
 
@@ -101,7 +107,7 @@ def test_the_next_kernel_starts_after_a_library_call_that_returned_and_only_then
     run_sync(start)()  # a second library-call cell: the same kernel
     try:
         assert started == {2: kernel}
-        printed, _ = _run(kernel, "import sys\nprint('runbook.steps.verify' in sys.modules)")
+        printed, _ = _run(kernel, "import sys\nprint('runbook.steps.transfer' in sys.modules)")
         assert printed.split() == ["True"]
     finally:
         kernels.stop_kernel(kernel)
@@ -138,3 +144,44 @@ def test_a_killed_kernel_is_gone_at_once_and_its_client_is_not_ready() -> None:
     finally:
         kernels.stop_kernel(kernel)  # the tidying up of a killed kernel
     assert not kernel.has_kernel
+
+
+def test_background_loads_run_one_after_the_other_and_wait_only_for_earlier_ones() -> None:
+    """A load starts when the loads before it are done (no import in two threads at once); a
+    load that waits for loads (a module's first use inside it) waits for the earlier ones only,
+    so a later load waiting for it cannot deadlock; `wait_for_loads` waits for all."""
+    import threading
+
+    from runbook.record import lazy
+
+    order: list[str] = []
+    release, done = threading.Event(), threading.Event()
+
+    def first() -> None:
+        release.wait(timeout=30)
+        lazy.wait_for_loads()  # inside a load: must not wait for `second`, which waits for it
+        order.append("first")
+
+    def second() -> None:
+        order.append("second")
+        done.set()
+
+    lazy.load_in_background(first)
+    lazy.load_in_background(second)
+    assert order == []  # second waits for first, which waits for the release
+    release.set()
+    assert done.wait(timeout=30), "the loads wait for each other"
+    lazy.wait_for_loads()
+    assert order == ["first", "second"]
+    assert lazy._loading == []  # all joined and forgotten
+
+
+def test_import_in_background_imports_and_leaves_a_failure_to_the_notebook() -> None:
+    import sys
+
+    from runbook.record import lazy
+
+    assert "tabnanny" not in sys.modules
+    lazy.import_in_background("import tabnanny\nimport runbook_no_such_module")
+    lazy.wait_for_loads()  # no exception: the notebook's own import line will report it
+    assert "tabnanny" in sys.modules  # imported before the failing line

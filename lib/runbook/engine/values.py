@@ -239,6 +239,10 @@ def _ranges(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[Range]
 
 
 _PART: dict[str, Any] = {}  # a scanning process's source connection and tables
+# a scanning process's page cache: its ranges are read once, in rowid order, so SQLite's default
+# 2 MiB holds nothing read again (measured, the scan of standard and wide scale 1 in one
+# process: the same seconds, 1.4-1.8 MiB less resident; the processes run at the run's peak)
+SCAN_CACHE_KIB = 256
 
 
 def _open_part(backup: str) -> None:
@@ -246,6 +250,7 @@ def _open_part(backup: str) -> None:
     SQL functions (the SQLite the transfer reads with; measured, scale 1: the scan on one core
     2.6-2.8 s against 3.7-6.1 s through the standard module's older SQLite)."""
     _PART["conn"] = open_fast_source(backup)
+    _PART["conn"].execute(f"PRAGMA cache_size = -{SCAN_CACHE_KIB}")
     _PART["tables"] = sqlite_source.tables_of(backup)
 
 

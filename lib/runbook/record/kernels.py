@@ -34,20 +34,20 @@ KERNEL_ARGUMENTS = [
 ]
 
 
-# 03 and 04 share a kernel, one notebook after the other, its namespace emptied in between
-# (`fresh_namespace`): a kernel of its own cost a step 2.1-2.7 CPU-seconds (its start, the
-# imports of SQLAlchemy, psycopg and matplotlib) on 2 vCPUs, where a run is CPU-bound. Not all
-# four steps: a kernel that has run 01 and 02 holds 60-70 MB more than a fresh one (their
-# modules, matplotlib) and beside 03's loader processes lifted the run's peak from 281 to 346
-# MiB (standard scale 1); 01 and 02 sharing one, with 03's kernel started beside it, 290-293
-# MiB (standard and wide scale 1), too close to the bound of 300. Each kernel starts early,
-# importing what its steps' notebooks import: 01's with the runner's checks, 02's when 01
-# starts (01 holds little memory), 03's when 02 has returned from its library call (its
-# preflight processes gone) while 02 draws its charts and is exported. The modules keep only
-# caches between notebooks; nbval and the interrupted-notebook test run each notebook in a
-# kernel of its own, as JupyterLab does.
-KERNEL_GROUPS = (("transfer", "verify"),)
-NEXT_KERNEL_AT_START = ("backup",)  # else once the step's library call has returned
+# 01 and 02 share a kernel, and 03 and 04 another, one notebook after the other, the namespace
+# emptied in between (`fresh_namespace`): a kernel of its own cost a step 2.1-2.7 CPU-seconds
+# (its start, the imports of SQLAlchemy, psycopg and matplotlib) on 2 vCPUs, where a run is
+# CPU-bound; 02 in 01's kernel finds matplotlib loaded instead of loading it beside its
+# preflight processes (measured, standard scale 1, four alternating runs each: 02 1.56 -> 1.19
+# s, the whole run 10.36 -> 10.18 s). Not all four steps in one: a kernel that has run 01 and 02
+# holds 60-70 MB more than a fresh one (their modules, matplotlib) and beside 03's loader
+# processes lifted the run's peak from 281 to 346 MiB. A kernel starts early: the first with
+# the runner's checks, importing what 01 imports and then, in the background while 01 works,
+# what 02 imports (`_warm`); 03's once 02 has returned from its library call (its preflight
+# processes gone) while 02 draws its charts and is exported. The modules keep only caches
+# between notebooks; nbval and the interrupted-notebook test run each notebook in a kernel of
+# its own, as JupyterLab does.
+KERNEL_GROUPS = (("backup", "schema"), ("transfer", "verify"))
 
 
 def kernel_groups(steps: list[str]) -> list[list[str]]:
@@ -123,10 +123,22 @@ async def _start_kernel(steps: list[str]) -> Any:
     kernel = AsyncKernelManager(
         kernel_name="python3", client_class=f"{__name__}.{ReadyClient.__name__}"
     )
-    lines = list(dict.fromkeys(line for step in steps for line in _imports(step)))
-    warm = [f"--IPKernelApp.exec_lines={line}" for line in lines]
-    await kernel.start_kernel(extra_arguments=KERNEL_ARGUMENTS + warm, cwd=str(NOTEBOOKS))
+    await kernel.start_kernel(extra_arguments=KERNEL_ARGUMENTS + _warm(steps), cwd=str(NOTEBOOKS))
     return kernel
+
+
+def _warm(steps: list[str]) -> list[str]:
+    """IPython's exec_lines importing what the steps' notebooks import: the first notebook's
+    before the kernel answers, the later notebooks' in the background (`fresh_namespace` waits
+    for them), so the first step does not wait for modules it does not use (measured, 01 and
+    02 sharing a kernel: 01 waited 0.46-0.50 s for it, 0.08-0.12 s for a kernel of its own)."""
+    first = _imports(steps[0]) if steps else []
+    later = [line for step in steps[1:] for line in _imports(step) if line not in first]
+    lines = first + ([BACKGROUND.format("\n".join(dict.fromkeys(later)))] if later else [])
+    return [f"--IPKernelApp.exec_lines={line}" for line in lines]
+
+
+BACKGROUND = "from runbook.record.lazy import import_in_background; import_in_background({!r})"
 
 
 def start_kernel(steps: list[str]) -> Any:
@@ -140,7 +152,10 @@ def start_kernel(steps: list[str]) -> Any:
 
 # the user namespace emptied and the execution count back at 1: the next notebook's cells see
 # only what they define, numbered from 1, as in a kernel of their own
-RESET = "get_ipython().run_line_magic('reset', '-f')\nget_ipython().execution_count = 1"
+RESET = (
+    "__import__('runbook.record.lazy', fromlist=['_']).wait_for_loads()\n"  # the warm imports
+    "get_ipython().run_line_magic('reset', '-f')\nget_ipython().execution_count = 1"
+)
 
 
 async def _fresh_namespace(kernel: Any) -> None:

@@ -4,6 +4,7 @@ worker processes run (the peak of a whole run), not only when a chart is drawn."
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 from collections.abc import Callable
@@ -14,21 +15,40 @@ _loading: list[threading.Thread] = []  # background loads a first use waits for
 
 
 def load_in_background(load: Callable[[], None]) -> None:
-    """Run `load` (imports) in a background thread; the first use of a module waits for it, so
-    no import runs in two threads at once (Python may then hand one of them a module still being
-    initialised: seen as pandas' display options not yet set, when tables were pandas')."""
-    thread = threading.Thread(target=load, name="prefetch", daemon=True)
+    """Run `load` (imports) in a background thread, after the loads started before it; the
+    first use of a module waits for them, so no import runs in two threads at once (Python may
+    then hand one of them a module still being initialised: seen as pandas' display options not
+    yet set, when tables were pandas')."""
+
+    def after_earlier_loads() -> None:
+        wait_for_loads()
+        load()
+
+    thread = threading.Thread(target=after_earlier_loads, name="prefetch", daemon=True)
     _loading.append(thread)
     thread.start()
 
 
+def import_in_background(statements: str) -> None:
+    """Run import statements in the background (`load_in_background`): a shared kernel's later
+    notebooks' modules, loaded while its first notebook works. Nothing is bound in the user's
+    namespace; an import that fails here fails again, and is reported, in its notebook."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            exec(statements, {})  # noqa: S102 - import lines of the runbook's own notebooks
+
+    load_in_background(load)
+
+
 def wait_for_loads() -> None:
-    """Wait for the background loads (but the one asking, when a load itself uses a module)."""
-    for thread in list(_loading):
-        if thread is not threading.current_thread():
-            thread.join()
-            if thread in _loading:
-                _loading.remove(thread)
+    """Wait for the background loads; asked in a load, for the loads started before it only."""
+    current = threading.current_thread()
+    earlier = _loading[: _loading.index(current)] if current in _loading else list(_loading)
+    for thread in earlier:
+        thread.join()
+        if thread in _loading and current not in _loading:
+            _loading.remove(thread)
 
 
 class OnFirstUse:

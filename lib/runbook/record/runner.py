@@ -23,7 +23,6 @@ from runbook.record.export import Exports, export_html, export_into  # noqa: F40
 from runbook.record.index import INDEX, write_index
 from runbook.record.kernels import (
     KERNEL_ARGUMENTS,
-    NEXT_KERNEL_AT_START,
     NOTEBOOKS,
     after_library_call,
     fresh_namespace,
@@ -135,13 +134,28 @@ def load_dotenv(env_var: str) -> None:
             os.environ[env_var] = value
 
 
-def without_iri_checker() -> None:
-    """Keep jsonschema's optional IRI format checker out of this process: nbformat validates
-    notebooks with jsonschema, whose schema checks no IRI, and the checker (rfc3987_syntax,
-    installed for jupyter_events) builds a grammar when imported (measured: 0.9 s and 15 MiB
-    of the 105 MiB this process holds through a run, the largest part of a run's peak)."""
+# the optional format checkers jsonschema imports when installed (jupyter_events' extras): the
+# notebook schema nbformat validates against uses no "format" keyword, and its default validator
+# is fastjsonschema; measured, the IRI grammar 0.9 s and 15 MiB, the others 0.08 s and 3.6 MiB
+FORMAT_CHECKERS = (
+    "rfc3987_syntax",
+    "rfc3339_validator",
+    "rfc3986_validator",
+    "isoduration",
+    "fqdn",
+    "webcolors",
+    "uri_template",
+    "jsonpointer",
+)
+
+
+def without_format_checkers() -> None:
+    """Keep jsonschema's optional format checkers out of this process: nbformat validates
+    notebooks with it, but no format, and the IRI checker (rfc3987_syntax) builds a grammar
+    when imported (the largest part of the 105 MiB this process held through a run)."""
     if "jsonschema" not in sys.modules:
-        sys.modules.setdefault("rfc3987_syntax", None)  # None: `import` raises ImportError
+        for name in FORMAT_CHECKERS:
+            sys.modules.setdefault(name, None)  # None: `import` raises ImportError
 
 
 def update_index(run_dir: Path, runs_root: Path) -> None:
@@ -177,10 +191,7 @@ def _execute_all(
                     kernel = None
                 later = None
                 if step == group[-1] and index + 1 < len(groups):
-                    if step in NEXT_KERNEL_AT_START:
-                        kernels[index + 1] = start_kernel(groups[index + 1])
-                    else:
-                        later = kernel_starter(kernels, index + 1, groups[index + 1])
+                    later = kernel_starter(kernels, index + 1, groups[index + 1])
                 elif step == steps[-1] and RunFolder(run_dir).backup_path.exists():
                     later = _hash_early(early, RunFolder(run_dir).backup_path)
                 record = execute_step(
@@ -217,7 +228,7 @@ def run_steps(
     """Execute the chosen steps into the run folder (`parameters.run_dir`), write the manifest
     and the runs index, print a summary; the exit status is 0 only when every step passed.
     The target and the notebooks' parameters are checked before step 01 starts."""
-    without_iri_checker()
+    without_format_checkers()
     load_dotenv(parameters.database_url_env)
     target = resolve_target("", parameters.database_url_env)
     if target.kind == "embedded":  # let the kernels find the same server and database
