@@ -188,6 +188,34 @@ def test_a_failed_html_export_fails_its_step_with_the_reason(tmp_path: Path) -> 
     assert "html" not in record and "export" not in record["parts"]
 
 
+def test_the_exporter_warm_up_writes_nothing_and_never_fails_a_step(tmp_path: Path) -> None:
+    """`Exports.warm` renders a committed notebook in memory before the first export: nothing is
+    written beside it, a warm-up that fails (here a broken notebook) fails no step, and the
+    export after it is the one asked for."""
+    from runbook.record.export import Exports
+    from runbook.record.kernels import notebook_path
+
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{ not a notebook", encoding="utf-8")
+    committed = notebook_path("backup")
+    before = sorted(committed.parent.iterdir())
+    executed = tmp_path / "01_backup.ipynb"
+    executed.write_bytes(committed.read_bytes())
+    record = {"step": "backup", "outcome": "passed", "parts": {}}
+    with Exports() as exports:
+        exports.warm(broken, report=False)
+        exports.warm(committed, report=False)
+        exports.submit(record, executed, report=False)
+    assert sorted(committed.parent.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "01_backup.html",
+        "01_backup.ipynb",
+        "broken.ipynb",
+    ]
+    assert record["outcome"] == "passed" and record["html"] == "01_backup.html"
+    assert "01_backup: PASS" in (tmp_path / "01_backup.html").read_text(encoding="utf-8")
+
+
 @pytest.fixture
 def settled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A file as the backup is when the last step runs: written long enough ago (the bound for

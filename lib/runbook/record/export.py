@@ -59,6 +59,14 @@ def export_html(notebook: Path, *, report: bool = False) -> Path:
     return html
 
 
+def _render(notebook: Path, report: bool) -> None:
+    import nbformat
+
+    exporter, lock = _exporter(report)
+    with lock:
+        exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+
+
 def _export(notebook: Path, report: bool) -> tuple[str, float]:
     clock = time.perf_counter()
     html = export_html(notebook, report=report)
@@ -91,6 +99,14 @@ class Exports:
 
     def submit(self, record: dict[str, Any], notebook: Path, report: bool) -> None:
         self._pending.append((record, self._pool.submit(_export, notebook, report)))
+
+    def warm(self, notebook: Path, report: bool) -> None:
+        """Render `notebook` (a committed one) in memory, nothing written, before the first
+        export: what an exporter does once a process (its templates compiled, the regular
+        expressions of pygments' lexer and of the accessibility pass's CSS selectors) is then
+        done while the first step runs, not beside the second (measured: 0.39 s the first
+        export of a process, 0.04 s the next ones; nbconvert's import 0.16 s)."""
+        self._pool.submit(_render, notebook, report)
 
     def finish(self) -> None:
         for record, done in self._pending:
