@@ -118,3 +118,24 @@ def test_a_notebook_that_does_not_declare_a_parameter_is_refused_before_step_01(
     with pytest.raises(RunbookError, match="03_transfer does not declare the parameter.*workers"):
         runner.require_declared(list(STEPS), RunParameters())
     runner.require_declared(["backup", "schema"], RunParameters())  # those still declare theirs
+
+
+def test_the_command_exits_with_its_status_and_every_line_it_printed(tmp_path: Path) -> None:
+    """`runbook` ends its process without tearing down the interpreter (`cli.entry`): what it
+    printed into a pipe still arrives, and its exit status is the command's."""
+    import subprocess
+    import sys
+
+    def runbook(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "runbook.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+
+    shown = runbook("run", "--help")
+    assert shown.returncode == 0
+    assert shown.stdout.rstrip().endswith(".ipynb keeps everything")  # the last line of it
+    refused = runbook("run", "x.db", "--steps", "bogus", "--run-dir", str(tmp_path))
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("runbook: unknown step(s) ['bogus']")
+    misused = runbook("run")  # argparse's own exit: no source given
+    assert misused.returncode == 2
+    assert "error: the following arguments are required: source" in misused.stderr

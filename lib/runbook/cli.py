@@ -5,6 +5,7 @@ one sentence of its RunbookError (exit 2); the steps themselves run as notebooks
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import sys
@@ -313,5 +314,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The `runbook` command: `main`, then the exit handlers, then the process ends without
+    tearing down the interpreter, which only frees what papermill, jupyter_client and ZeroMQ
+    left (measured: 0.13-0.15 s at the end of every `runbook run`, the operator waiting)."""
+    code = 1  # main raised: Python's own status for an uncaught exception
+
+    def end_now() -> None:  # registered first, so it runs after every other exit handler
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    atexit.register(end_now)
+    try:
+        code = main()
+    except SystemExit as stop:  # argparse's --help and usage errors: the status Python gives
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        raise
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
