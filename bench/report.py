@@ -110,7 +110,8 @@ def _targets(entry: dict) -> list[tuple[str, float | None, float]]:
     whole = run.get("seconds")
 
     def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 2) if a and b else None
+        # three decimals: at two, 0.303 showed as 0.3 and passed the bound of 0.3
+        return round(a / b, 3) if a and b else None
 
     return [
         ("03 step / (\\copy + build)", ratio(transfer, copy), 1.0),
