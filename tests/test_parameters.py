@@ -139,3 +139,10 @@ def test_the_command_exits_with_its_status_and_every_line_it_printed(tmp_path: P
     misused = runbook("run")  # argparse's own exit: no source given
     assert misused.returncode == 2
     assert "error: the following arguments are required: source" in misused.stderr
+    stopped = subprocess.run(  # Ctrl-C while a command runs: the status a shell expects
+        [sys.executable, "-c", "import runbook.cli as cli\n"
+         "def interrupted():\n    raise KeyboardInterrupt\n"
+         "cli.main = interrupted\ncli.entry()"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert stopped.returncode == 130 and "KeyboardInterrupt" in stopped.stderr

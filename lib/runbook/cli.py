@@ -331,6 +331,9 @@ def entry() -> None:
     except SystemExit as stop:  # argparse's --help and usage errors: the status Python gives
         code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
         raise
+    except KeyboardInterrupt:  # the status a shell expects of a command stopped by Ctrl-C
+        code = 130
+        raise
     sys.exit(code)
 
 

@@ -131,7 +131,8 @@ def _warm(steps: list[str]) -> list[str]:
     """IPython's exec_lines importing what the steps' notebooks import: the first notebook's
     before the kernel answers, the later notebooks' in the background (`fresh_namespace` waits
     for them), so the first step does not wait for modules it does not use (measured, 01 and
-    02 sharing a kernel: 01 waited 0.46-0.50 s for it, 0.08-0.12 s for a kernel of its own)."""
+    02 sharing a kernel that imported both before it answered: 01 waited 0.46-0.50 s for it,
+    0.08-0.12 s for one importing 01's modules alone)."""
     first = _imports(steps[0]) if steps else []
     later = [line for step in steps[1:] for line in _imports(step) if line not in first]
     lines = first + ([BACKGROUND.format("\n".join(dict.fromkeys(later)))] if later else [])

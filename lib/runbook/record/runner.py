@@ -183,7 +183,8 @@ def _execute_all(
     run_dir = Path(parameters.run_dir)
     groups = kernel_groups(steps)
     with Exports(secrets) as exports:
-        exports.warm(notebook_path(steps[0]), report)
+        if steps:
+            exports.warm(notebook_path(steps[0]), report)
         for index, group in enumerate(groups):
             for step in group:
                 kernel = kernels.get(index)
