@@ -46,25 +46,22 @@ def _exporter(report: bool) -> tuple[Any, threading.Lock]:
     return _EXPORTERS[report]
 
 
-def export_html(notebook: Path, *, report: bool = False) -> Path:
-    """HTML of an executed notebook (lab template, images inline, no external scripts, injected
-    parameters hidden); `report` also hides the code, for reviewers (the .ipynb keeps all)."""
+def _render(notebook: Path, report: bool) -> str:
+    """The HTML of a notebook, through the process's exporter."""
     import nbformat
 
     exporter, lock = _exporter(report)
     with lock:
         body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    return body
+
+
+def export_html(notebook: Path, *, report: bool = False) -> Path:
+    """HTML of an executed notebook (lab template, images inline, no external scripts, injected
+    parameters hidden); `report` also hides the code, for reviewers (the .ipynb keeps all)."""
     html = notebook.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
+    html.write_text(_render(notebook, report), encoding="utf-8")
     return html
-
-
-def _render(notebook: Path, report: bool) -> None:
-    import nbformat
-
-    exporter, lock = _exporter(report)
-    with lock:
-        exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
 
 
 def _export(notebook: Path, report: bool) -> tuple[str, float]:

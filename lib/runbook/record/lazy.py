@@ -44,10 +44,11 @@ def import_in_background(statements: str) -> None:
 def wait_for_loads() -> None:
     """Wait for the background loads; asked in a load, for the loads started before it only."""
     current = threading.current_thread()
-    earlier = _loading[: _loading.index(current)] if current in _loading else list(_loading)
+    in_a_load = current in _loading
+    earlier = _loading[: _loading.index(current)] if in_a_load else list(_loading)
     for thread in earlier:
         thread.join()
-        if thread in _loading and current not in _loading:
+        if not in_a_load and thread in _loading:
             _loading.remove(thread)
 
 

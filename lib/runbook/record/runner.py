@@ -181,6 +181,7 @@ def _execute_all(
     manifest (`early`) once the last step's library call has returned."""
     records: list[dict[str, Any]] = []
     run_dir = Path(parameters.run_dir)
+    backup = RunFolder(run_dir).backup_path  # the manifest hashes it early (the last step)
     groups = kernel_groups(steps)
     with Exports(secrets) as exports:
         if steps:
@@ -194,8 +195,8 @@ def _execute_all(
                 later = None
                 if step == group[-1] and index + 1 < len(groups):
                     later = kernel_starter(kernels, index + 1, groups[index + 1])
-                elif step == steps[-1] and RunFolder(run_dir).backup_path.exists():
-                    later = _hash_early(early, RunFolder(run_dir).backup_path)
+                elif step == steps[-1] and backup.exists():
+                    later = _hash_early(early, backup)
                 record = execute_step(
                     step, run_dir, parameters.for_step(step), secrets, report=report,
                     exports=exports, kernel=kernel, on_library_call=later,
