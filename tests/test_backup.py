@@ -1,5 +1,6 @@
 """Step 01's snapshot: SQLite's online backup API sees committed rows still in the -wal file
-(a plain copy of the main file does not), and the source is never modified."""
+(a plain copy of the main file does not), a rollback-journal file is copied as its bytes while
+the read lock keeps writers off it, and the source is never modified."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from runbook.core.errors import RunbookError
 from runbook.core.run import RunFolder
+from runbook.engine import snapshot as snapshots
 from runbook.steps.backup import require_sound, snapshot
 
 CRASHING_WRITER = """
@@ -77,6 +79,42 @@ def test_backup_of_a_database_another_process_is_writing(tmp_path: Path) -> None
     writer.execute("ROLLBACK")
     writer.close()
     assert result["row_counts"] == {"t": 1}
+
+
+TRY_TO_WRITE = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+try:
+    db.execute("INSERT INTO t (v) VALUES ('written during the copy')")
+    print("written")
+except sqlite3.OperationalError as exc:
+    print(exc)
+"""
+
+
+def test_a_rollback_journal_database_is_copied_as_its_bytes_under_the_read_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "plain.db"
+    with sqlite3.connect(source) as lite:
+        lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        lite.executemany("INSERT INTO t (v) VALUES (?)", [(f"냉장 {i}",) for i in range(2000)])
+    writers = []
+    copy_as_is = snapshots._copied_as_is
+
+    def copy_then_let_a_writer_try(raw: int, copy: Path) -> bool:
+        copied = copy_as_is(raw, copy)
+        attempt = [sys.executable, "-c", TRY_TO_WRITE, str(source)]
+        writers.append(subprocess.run(attempt, capture_output=True, text=True).stdout.strip())
+        return copied
+
+    monkeypatch.setattr(snapshots, "_copied_as_is", copy_then_let_a_writer_try)
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    result = snapshot(source, run)
+    assert writers == ["database is locked"]  # the read lock held until the copy was whole
+    assert run.backup_path.read_bytes() == source.read_bytes()
+    assert result["row_counts"] == {"t": 2000} and result["integrity_check"] == ["ok"]
 
 
 @pytest.mark.parametrize(

@@ -20,28 +20,41 @@ from runbook.core.run import sha256_file
 def online_copy(
     source_path: Path, copy: Path, wait_seconds: float = 60.0, *, flush: bool = True
 ) -> None:
-    """Copy a SQLite database with the online backup API, in one step under one read
-    transaction: a consistent snapshot even while the application writes (in WAL mode it is not
-    even blocked meanwhile), committed `-wal` content included. The source is only read; a
-    writer's lock is waited for up to `wait_seconds`. The copy is written without a journal
-    and without SQLite's syncs (a copy that fails is deleted and made again), then flushed to
-    disk once (`flush`; or by the caller, `flush_to_disk`, while it reads the copy): measured on
-    a 1.5 GB file, 3.3-5.3 s with SQLite's journal and syncs, 2.2-2.5 s plus a 0.5-0.8 s flush."""
+    """Copy a SQLite database in one step under one read transaction: a consistent snapshot
+    even while the application writes. A database in rollback-journal mode is copied as its
+    file's bytes while the read lock keeps writers from changing them (SQLite's classic backup;
+    measured at scale 1: 0.06 s instead of the backup API's 0.21-0.29 s); any other (WAL mode,
+    committed `-wal` content included, where writers are not even blocked; a header that does
+    not add up) with the online backup API. The source is only read; a writer's lock is waited
+    for up to `wait_seconds`. The backup API's copy is written without a journal and without
+    SQLite's syncs (a copy that fails is deleted and made again); either is flushed to disk
+    once (`flush`; or by the caller, `flush_to_disk`, while it reads the copy): measured on a
+    1.5 GB file, 3.3-5.3 s with SQLite's journal and syncs, 2.2-2.5 s plus a 0.5-0.8 s flush."""
     copy.unlink(missing_ok=True)
     src = sqlite_source.open_readonly(source_path, wait_seconds)
+    raw = None
     try:
         # take the read lock first: this is where a writer's lock is waited for, bounded by
         # the busy timeout (the backup API itself would retry forever)
         src.execute("BEGIN")
         src.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        dst = sqlite3.connect(copy)
-        try:
-            dst.execute("PRAGMA journal_mode = OFF")
-            dst.execute("PRAGMA synchronous = OFF")
-            src.backup(dst, pages=-1)
-            dst.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            dst.close()
+        raw = os.open(source_path, os.O_RDONLY)
+        if not _copied_as_is(raw, copy):
+            dst = sqlite3.connect(copy)
+            try:
+                dst.execute("PRAGMA journal_mode = OFF")
+                dst.execute("PRAGMA synchronous = OFF")
+                src.backup(dst, pages=-1)
+                dst.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                dst.close()
+    except OSError as exc:
+        copy.unlink(missing_ok=True)
+        raise RunbookError(
+            f"the backup {copy.name} could not be written: {exc.strerror or exc}",
+            where=str(copy.parent),
+            fix="free space on the run folder's disk (or pass another --run-dir) and run again",
+        ) from None
     except sqlite3.OperationalError as exc:
         copy.unlink(missing_ok=True)
         if "locked" not in str(exc) and "busy" not in str(exc):
@@ -57,9 +70,39 @@ def online_copy(
         raise _unreadable(source_path, exc) from None
     finally:
         src.close()
+        if raw is not None:  # closed only now: closing any descriptor of a file drops every
+            os.close(raw)  # POSIX lock the process holds on it, the read lock included
     copy.chmod(0o444)  # a snapshot is evidence: never modified after this point
     if flush:
         flush_to_disk(copy)
+
+
+def _copied_as_is(raw: int, copy: Path) -> bool:
+    """Copy the file behind `raw` byte for byte when its header says rollback-journal mode and
+    a size that is the file's (the read lock held keeps every writer off it); False, copying
+    nothing, for any other file: the backup API copies those."""
+    header = os.pread(raw, 100, 0)
+    size = os.fstat(raw).st_size
+    if len(header) < 100 or header[18:20] != b"\x01\x01":
+        return False
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # the header's page count holds only while its change counter and version-valid-for agree
+    if header[24:28] != header[92:96] or pages * page_size != size or size == 0:
+        return False
+    out = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    done, sent = 0, -1
+    try:
+        while done < size and sent:
+            sent = os.sendfile(out, raw, done, size - done)
+            done += sent
+    finally:
+        os.close(out)
+    if done < size:  # shorter than its header said: the backup API's copy says why
+        copy.unlink()
+        return False
+    return True
 
 
 def flush_to_disk(path: Path) -> None:
