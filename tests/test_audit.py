@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from commands import runbook
 
 from coldchain.sample import generate
 from runbook.record import manifest
+from runbook.record.audit import check_files
 from runbook.record.reference import admin_target, fresh_database
 
 pytestmark = pytest.mark.e2e
@@ -217,44 +217,24 @@ def test_the_exporter_warm_up_writes_nothing_and_never_fails_a_step(tmp_path: Pa
 
 
 @pytest.fixture
-def settled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A file as the backup is when the last step runs: written long enough ago (the bound for
-    a change within a clock tick of the hash set to nothing, so the test need not wait)."""
-    monkeypatch.setattr(manifest, "RACY_NS", 0)
-    path = tmp_path / "source-backup.db"
-    path.write_bytes(b"snapshot " * 100_000)
-    return path
+def backed_up(tmp_path: Path) -> Path:
+    """A run folder as step 01 leaves it: the backup and backup.json with the sha256 it took."""
+    backup = tmp_path / "source-backup.db"
+    backup.write_bytes(b"snapshot " * 100_000)
+    record = {"backup_file": backup.name, "sha256": hashlib.sha256(backup.read_bytes()).hexdigest()}
+    (tmp_path / "backup.json").write_text(json.dumps(record), encoding="utf-8")
+    return tmp_path
 
 
-def test_an_early_hash_stands_for_a_file_unchanged_since(settled: Path) -> None:
-    early = manifest.EarlyHashes()
-    early.start(settled)
-    early.start(settled)  # asked again (another library call of the step): hashed once
-    assert early.get(settled) == hashlib.sha256(settled.read_bytes()).hexdigest()
-    assert manifest.file_hashes(settled.parent, early=early) == {
-        settled.name: hashlib.sha256(settled.read_bytes()).hexdigest()
-    }
+def test_the_manifest_lists_the_backup_with_the_hash_step_01_took(backed_up: Path) -> None:
+    hashes = manifest.file_hashes(backed_up, recorded=manifest.recorded_hashes(backed_up))
+    assert hashes == manifest.file_hashes(backed_up)  # the same as hashing every file again
+    assert hashes["source-backup.db"] == hashlib.sha256(b"snapshot " * 100_000).hexdigest()
 
 
-def test_a_file_written_after_its_early_hash_is_hashed_again(settled: Path) -> None:
-    early = manifest.EarlyHashes()
-    early.start(settled)
-    assert early.get(settled) is not None
-    times = settled.stat()
-    settled.write_bytes(b"tampered " * 100_000)  # same size, and its mtime set back
-    os.utime(settled, ns=(times.st_atime_ns, times.st_mtime_ns))
-    assert early.get(settled) is None  # its ctime moved on
-    hashes = manifest.file_hashes(settled.parent, early=early)
-    assert hashes[settled.name] == hashlib.sha256(b"tampered " * 100_000).hexdigest()
-
-
-def test_no_early_hash_of_a_file_changed_within_a_clock_tick(
-    settled: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(manifest, "RACY_NS", 60 * 10**9)  # changed within the last minute
-    early = manifest.EarlyHashes()
-    early.start(settled)
-    assert early.get(settled) is None
-    assert manifest.file_hashes(settled.parent, early=early)[settled.name] == (
-        hashlib.sha256(settled.read_bytes()).hexdigest()
-    )
+def test_a_backup_changed_after_step_01_fails_the_audit(backed_up: Path) -> None:
+    (backed_up / "source-backup.db").write_bytes(b"tampered " * 100_000)  # before the manifest
+    listed = manifest.file_hashes(backed_up, recorded=manifest.recorded_hashes(backed_up))
+    problems = check_files(backed_up, {"files": listed})
+    assert len(problems) == 1 and problems[0].startswith("CHANGED")
+    assert "source-backup.db" in problems[0]

@@ -9,8 +9,6 @@ import json
 import platform
 import subprocess
 import sys
-import threading
-import time
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -35,65 +33,31 @@ KEY_PACKAGES = (
 )
 
 
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """What changes when a file is written, replaced or touched (ctime cannot be set back)."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
-
-
-RACY_NS = 1_000_000_000  # an early hash is taken only of a file unchanged for this long
-
-
-class EarlyHashes:
-    """sha256 of a run's large files taken before the manifest is written, in a thread, once no
-    step will write them again (the backup, while the last step draws its charts and is
-    exported: at wide scale 1 the manifest's hashes took 0.15 s at the end of the run instead of
-    0.37 s); a hash counts only while the file is the one hashed (device, inode, size, mtime and
-    ctime as they were), else it is taken again."""
-
-    def __init__(self) -> None:
-        self._known: dict[Path, tuple[tuple[int, ...], str]] = {}
-        self._threads: dict[Path, threading.Thread] = {}  # by the file each one hashes
-
-    def start(self, path: Path) -> None:
-        """Hash `path` in a thread of its own (once, however often asked)."""
-        path = path.resolve()
-        if path not in self._threads:
-            self._threads[path] = threading.Thread(target=self._hash, args=(path,), daemon=True)
-            self._threads[path].start()
-
-    def _hash(self, path: Path) -> None:
-        started, before = time.time_ns(), _identity(path)
-        # a file changed within a clock tick of the hash could change again unseen (same times)
-        if before is None or before[4] > started - RACY_NS:
-            return
-        try:
-            digest = sha256_file(path)
-        except OSError:
-            return
-        if _identity(path) == before:  # not written while it was read
-            self._known[path] = (before, digest)
-
-    def get(self, path: Path) -> str | None:
-        """The early hash of `path` if the file is still the one hashed."""
-        for thread in self._threads.values():
-            thread.join()
-        known = self._known.get(path.resolve())
-        return known[1] if known and known[0] == _identity(path) else None
+def recorded_hashes(run_dir: Path) -> dict[str, str]:
+    """The backup's sha256 as step 01 took it on finishing the copy (backup.json): the manifest
+    binds the file steps 02-04 read, so a backup changed after 01 fails `runbook audit`
+    (hashing it again here would bless the change); and the run's end does not wait for a
+    second hash of it (measured at standard scale 1: 0.35 CPU-s; 1.5 GB at scale 3)."""
+    record = run_dir / "backup.json"
+    if not record.is_file():
+        return {}
+    backup = json.loads(record.read_text(encoding="utf-8"))
+    return {backup["backup_file"]: backup["sha256"]} if backup.get("sha256") else {}
 
 
 def file_hashes(
-    folder: Path, exclude: tuple[str, ...] = ("manifest.json",), early: EarlyHashes | None = None
+    folder: Path,
+    exclude: tuple[str, ...] = ("manifest.json",),
+    recorded: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """sha256 of every file in the run folder, by relative path (`early`: taken already)."""
-    return {
-        str(path.relative_to(folder)): (early and early.get(path)) or sha256_file(path)
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.name not in exclude and not path.name.endswith(".partial")
-    }
+    """sha256 of every file in the run folder, by relative path (`recorded`: taken already)."""
+    recorded = recorded or {}
+    hashes = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name not in exclude and not path.name.endswith(".partial"):
+            name = str(path.relative_to(folder))
+            hashes[name] = recorded.get(name) or sha256_file(path)
+    return hashes
 
 
 def versions() -> dict[str, str]:
@@ -193,7 +157,6 @@ def write_manifest(
     target_session: dict[str, Any] | None = None,
     started_at: str,
     html_view: str = "full",
-    early: EarlyHashes | None = None,
 ) -> dict[str, Any]:
     """`manifest.json`: what ran, on what, with which versions, how it ended, and file hashes.
     Step records of earlier invocations on the same folder are kept (a re-verify adds to them).
@@ -201,8 +164,7 @@ def write_manifest(
     The manifests of the runs in one runs folder form a chain: each records the sha256 of the
     manifest of the run before it (`previous_manifest`, fixed when the run is first archived),
     and a rewritten manifest lists the sha256 of the versions it replaces (`supersedes`), so
-    `runbook audit` can tell a re-run from a replaced file. `early`: file hashes already taken
-    (`EarlyHashes`)."""
+    `runbook audit` can tell a re-run from a replaced file."""
     path = run_dir / "manifest.json"
     earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     supersedes = [*earlier.get("supersedes", []), sha256_file(path)] if earlier else []
@@ -229,7 +191,7 @@ def write_manifest(
         "outcome": _outcome(ordered),
         "rejected_rows": rejected_rows(run_dir),
         "html_view": html_view,
-        "files": file_hashes(run_dir, early=early),
+        "files": file_hashes(run_dir, recorded=recorded_hashes(run_dir)),
         "invoked_as": mask_text(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]])),
         "previous_manifest": previous,
         "supersedes": supersedes,

@@ -16,7 +16,7 @@ from typing import Any
 from runbook.core.errors import RunbookError
 from runbook.core.parameters import RunParameters
 from runbook.core.readiness import check_ready
-from runbook.core.run import RunFolder, notebook_name
+from runbook.core.run import notebook_name
 from runbook.core.source import check_file
 from runbook.core.target import mask_text, read_dotenv, resolve_target
 from runbook.record.export import Exports, export_html, export_into  # noqa: F401 (API)
@@ -33,7 +33,7 @@ from runbook.record.kernels import (
     start_kernel,
     stop_kernel,
 )
-from runbook.record.manifest import EarlyHashes, verdict, write_manifest
+from runbook.record.manifest import verdict, write_manifest
 from runbook.record.parts import step_parts
 
 
@@ -172,16 +172,13 @@ def _execute_all(
     secrets: tuple[str, ...],
     report: bool,
     kernels: dict[int, Any],
-    early: EarlyHashes,
 ) -> list[dict[str, Any]]:
     """Execute the steps in order until one fails, each HTML export made while the next step
     runs, on the kernels of their groups (`kernel_groups`; a later step of a group on a fresh
     namespace, a step whose kernel is gone on one papermill starts), each group's kernel
-    killed after its last step (`run_steps` tidies up after it); the backup hashed for the
-    manifest (`early`) once the last step's library call has returned."""
+    killed after its last step (`run_steps` tidies up after it)."""
     records: list[dict[str, Any]] = []
     run_dir = Path(parameters.run_dir)
-    backup = RunFolder(run_dir).backup_path  # the manifest hashes it early (the last step)
     groups = kernel_groups(steps)
     with Exports(secrets) as exports:
         if steps:
@@ -195,8 +192,6 @@ def _execute_all(
                 later = None
                 if step == group[-1] and index + 1 < len(groups):
                     later = kernel_starter(kernels, index + 1, groups[index + 1])
-                elif step == steps[-1] and backup.exists():
-                    later = _hash_early(early, backup)
                 record = execute_step(
                     step, run_dir, parameters.for_step(step), secrets, report=report,
                     exports=exports, kernel=kernel, on_library_call=later,
@@ -214,15 +209,6 @@ def _execute_all(
         if record["outcome"] != "passed" and record.get("error", "").startswith("the notebook ran"):
             print(f"Step {record['step']} failed: {record['error']}")
     return records
-
-
-def _hash_early(early: EarlyHashes, path: Path) -> Callable[[], Awaitable[None]]:
-    """The `on_library_call` hook of a run's last step: the manifest's hash of `path` begins."""
-
-    async def start() -> None:
-        early.start(path)
-
-    return start
 
 
 def run_steps(
@@ -253,8 +239,7 @@ def run_steps(
         started = datetime.now(UTC).isoformat(timespec="seconds")
         print(f"Run folder: {run_dir}")
         print(f"Target:     {target.display} ({server})")
-        early = EarlyHashes()
-        records = _execute_all(steps, parameters, secrets, report, kernels, early)
+        records = _execute_all(steps, parameters, secrets, report, kernels)
     finally:
         for kernel in kernels.values():  # killed after its steps, or started for steps that
             stop_kernel(kernel)  # did not run
@@ -269,7 +254,6 @@ def run_steps(
         steps=records,
         started_at=started,
         html_view="report" if report else "full",
-        early=early,
     )
     update_index(run_dir, runs_root)
     failed = [r for r in records if r["outcome"] != "passed"]
