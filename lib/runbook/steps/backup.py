@@ -14,8 +14,9 @@ from runbook.engine.snapshot import describe_copy, flush_to_disk, online_copy
 
 
 def snapshot(source: str | Path, run: RunFolder, wait_seconds: float = 60.0) -> dict[str, Any]:
-    """Copy the source with SQLite's online backup API (sees committed `-wal` content, unlike
-    `cp`), then check the copy and record its hash, counts and sizes in `backup.json`."""
+    """Copy the source under one read transaction (`online_copy`: in WAL mode with SQLite's
+    online backup API, which sees committed `-wal` content, unlike `cp`), then check the copy
+    and record its hash, counts and sizes in `backup.json`."""
     source_path = sqlite_source.check_file(source)
     started = datetime.now(UTC)
     online_copy(source_path, run.backup_path, wait_seconds, flush=False)
