@@ -61,6 +61,31 @@ def test_one_kernel_runs_the_steps_on_a_fresh_namespace_each() -> None:
     assert process.poll() is not None  # ended and reaped, no kernel left behind
 
 
+CYCLE = """
+import gc, weakref
+class Node:
+    pass
+node = Node()
+node.itself = node  # garbage only the cyclic collector frees, once the namespace lets go
+watch = weakref.ref(node)
+"""
+
+
+def test_a_notebook_s_garbage_is_collected_though_the_kernel_freezes_what_it_holds() -> None:
+    kernel = kernels.start_kernel(["backup", "schema"])
+    try:
+        printed, _ = _run(kernel, "import gc\nprint(gc.get_freeze_count() > 0)")
+        assert printed.split() == ["True"]  # the modules imported before the first cell
+        _run(kernel, CYCLE)
+        _run(kernel, "import builtins\nbuiltins.watched = watch")  # survives the reset
+        assert kernels.fresh_namespace(kernel)
+        printed, _ = _run(kernel, "import builtins\nprint(builtins.watched() is None)")
+        # collected by the reset, not frozen with what the kernel keeps
+        assert printed.split() == ["True"]
+    finally:
+        kernels.stop_kernel(kernel)
+
+
 def test_a_kernel_that_died_is_not_used_again() -> None:
     kernel = kernels.start_kernel(["backup"])
     try:

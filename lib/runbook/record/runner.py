@@ -4,6 +4,7 @@ HTML, and the whole run summed up in `manifest.json` and the runs index."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -239,6 +240,7 @@ def run_steps(
         started = datetime.now(UTC).isoformat(timespec="seconds")
         print(f"Run folder: {run_dir}")
         print(f"Target:     {target.display} ({server})")
+        gc.freeze()  # the modules imported so far: the collector walks only what the run makes
         records = _execute_all(steps, parameters, secrets, report, kernels)
     finally:
         for kernel in kernels.values():  # killed after its steps, or started for steps that
