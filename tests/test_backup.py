@@ -117,6 +117,34 @@ def test_a_rollback_journal_database_is_copied_as_its_bytes_under_the_read_lock(
     assert result["row_counts"] == {"t": 2000} and result["integrity_check"] == ["ok"]
 
 
+@pytest.mark.parametrize(("code", "outcome"), [("EINVAL", "copied"), ("ENOSPC", "refused")])
+def test_a_file_system_without_sendfile_gets_the_backup_api_and_a_full_disk_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str, outcome: str
+) -> None:
+    import errno
+    import os
+
+    source = tmp_path / "plain.db"
+    with sqlite3.connect(source) as lite:
+        lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        lite.execute("INSERT INTO t (v) VALUES ('kept')")
+
+    def refuse(*_: object) -> int:
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(snapshots.os, "sendfile", refuse)
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    if outcome == "copied":
+        result = snapshot(source, run)
+        assert result["row_counts"] == {"t": 1} and result["integrity_check"] == ["ok"]
+    else:
+        with pytest.raises(RunbookError, match="could not be written: No space left") as error:
+            snapshot(source, run)
+        assert "free space" in str(error.value)
+        assert not run.backup_path.exists() and not (run.path / "backup.json").exists()
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

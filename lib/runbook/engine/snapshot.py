@@ -4,6 +4,7 @@ may go on writing; the copy is checked and described before anything is done wit
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
@@ -97,12 +98,20 @@ def _copied_as_is(raw: int, copy: Path) -> bool:
         while done < size and sent:
             sent = os.sendfile(out, raw, done, size - done)
             done += sent
+    except OSError as exc:
+        if exc.errno not in _NO_SENDFILE:
+            raise  # the disk is full, say: the caller says so
+        done = -1  # a file system that cannot: the backup API copies it
     finally:
         os.close(out)
     if done < size:  # shorter than its header said: the backup API's copy says why
         copy.unlink()
         return False
     return True
+
+
+# sendfile(2) refused by the file systems involved, not a failure to write the copy
+_NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV}
 
 
 def flush_to_disk(path: Path) -> None:

@@ -240,7 +240,8 @@ def run_steps(
         started = datetime.now(UTC).isoformat(timespec="seconds")
         print(f"Run folder: {run_dir}")
         print(f"Target:     {target.display} ({server})")
-        gc.freeze()  # the modules imported so far: the collector walks only what the run makes
+        if not gc.get_freeze_count():  # the modules imported so far (once a process: a
+            gc.freeze()  # second run's garbage stays collectable); the collector walks the rest
         records = _execute_all(steps, parameters, secrets, report, kernels)
     finally:
         for kernel in kernels.values():  # killed after its steps, or started for steps that
