@@ -42,8 +42,8 @@ CELLS: dict[str, list[tuple[str, str, list[str]]]] = {
 This step copies the application's SQLite database under one read transaction (the file's
 bytes while its read lock keeps writers off them; in WAL mode SQLite's **online backup API**,
 which, unlike `cp`, includes committed transactions still in the `-wal` file), records the
-copy's **sha256**, and runs `PRAGMA integrity_check` and `PRAGMA foreign_key_check` on it. Steps 02–04
-read this copy, never the live file, so everything later speaks of the same bytes.
+copy's **sha256**, and runs `PRAGMA integrity_check` and `PRAGMA foreign_key_check` on it.
+Steps 02–04 read this copy, never the live file, so everything later speaks of the same bytes.
 
 The first code cell says which run folder this session works in: a new one under `runs/`
 (steps 02–04 continue the most recent unfinished run), or the one named by the `run_dir`
