@@ -4,6 +4,7 @@ may go on writing; the copy is checked and described before anything is done wit
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -39,8 +40,9 @@ def online_copy(
         # the busy timeout (the backup API itself would retry forever)
         src.execute("BEGIN")
         src.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        raw = os.open(source_path, os.O_RDONLY)
-        if not _copied_as_is(raw, copy):
+        with contextlib.suppress(OSError):  # not readable this way: the backup API reads it
+            raw = os.open(source_path, os.O_RDONLY)
+        if raw is None or not _copied_as_is(raw, copy):
             dst = sqlite3.connect(copy)
             try:
                 dst.execute("PRAGMA journal_mode = OFF")
@@ -54,7 +56,7 @@ def online_copy(
         raise RunbookError(
             f"the backup {copy.name} could not be written: {exc.strerror or exc}",
             where=str(copy.parent),
-            fix="free space on the run folder's disk (or pass another --run-dir) and run again",
+            fix=f"free space on the disk that holds {copy.parent} and run again",
         ) from None
     except sqlite3.OperationalError as exc:
         copy.unlink(missing_ok=True)
