@@ -92,7 +92,7 @@ def _copied_as_is(raw: int, copy: Path) -> bool:
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
     # the header's page count holds only while its change counter and version-valid-for agree
-    if header[24:28] != header[92:96] or pages * page_size != size or size == 0:
+    if header[24:28] != header[92:96] or pages * page_size != size:
         return False
     out = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     done, sent = 0, -1

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from runbook.core.run import BULK_STEPS, STEPS, sha256_file
+from runbook.core.run import BACKUP_NAME, BULK_STEPS, STEPS, sha256_file
 from runbook.core.target import PROJECT_ROOT, mask_text
 from runbook.record.chain import previous_link
 
@@ -172,7 +172,7 @@ def write_manifest(
     merged = {s["step"]: s for s in earlier.get("steps", [])}
     merged.update({s["step"]: s for s in steps})
     ordered = [merged[s] for s in STEPS if s in merged]
-    backup = run_dir / "backup.json"
+    recorded = recorded_hashes(run_dir)  # backup.json, read once
     manifest = {
         "run": run_dir.name,
         "parameters": parameters,
@@ -182,16 +182,14 @@ def write_manifest(
         "target_session": target_session or earlier.get("target_session"),
         "versions": versions(),
         "git_commit": git_commit(),
-        "source_sha256": (
-            json.loads(backup.read_text(encoding="utf-8"))["sha256"] if backup.exists() else None
-        ),
+        "source_sha256": recorded.get(BACKUP_NAME),
         "started_at": earlier.get("started_at", started_at),
         "ended_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "steps": ordered,
         "outcome": _outcome(ordered),
         "rejected_rows": rejected_rows(run_dir),
         "html_view": html_view,
-        "files": file_hashes(run_dir, recorded=recorded_hashes(run_dir)),
+        "files": file_hashes(run_dir, recorded=recorded),
         "invoked_as": mask_text(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]])),
         "previous_manifest": previous,
         "supersedes": supersedes,
