@@ -86,6 +86,54 @@ def test_a_notebook_s_garbage_is_collected_though_the_kernel_freezes_what_it_hol
         kernels.stop_kernel(kernel)
 
 
+LAUNCH_FACTS = """
+import gc, sys
+print(gc.isenabled(), sys.modules.get("debugpy", "absent"), "ipykernel" in sys.modules)
+"""
+
+
+def test_a_run_s_kernel_starts_without_debugpy_and_its_notebooks_run_with_the_collector() -> None:
+    """The kernel starts through the runbook's launcher (ipykernel's, without debugpy, the
+    collector off while it loads); by the first cell the collector is on and IPython answers."""
+    kernel = kernels.start_kernel(["transfer", "verify"])
+    try:
+        command = kernel.provisioner.process.args
+        assert command[command.index("-m") + 1] == kernels.LAUNCHER
+        printed, count = _run(kernel, LAUNCH_FACTS)
+        assert printed.split() == ["True", "None", "True"]  # debugpy refused, never imported
+        assert count == 1
+    finally:
+        kernels.stop_kernel(kernel)
+
+
+def test_the_collector_is_paused_while_background_loads_run_and_restored_after() -> None:
+    import gc
+    import threading
+
+    from runbook.record import lazy
+
+    seen: list[bool] = []
+    release = threading.Event()
+
+    def load() -> None:
+        release.wait(timeout=30)
+        seen.append(gc.isenabled())
+
+    for enabled_before in (True, False):
+        (gc.enable if enabled_before else gc.disable)()
+        try:
+            lazy.load_in_background(load)
+            lazy.load_in_background(load)
+            assert not gc.isenabled()  # paused from the first load on
+            release.set()
+            lazy.wait_for_loads()
+            assert gc.isenabled() is enabled_before  # as it was before the first load
+            release.clear()
+        finally:
+            gc.enable()
+    assert seen == [False] * 4
+
+
 def test_a_kernel_that_died_is_not_used_again() -> None:
     kernel = kernels.start_kernel(["backup"])
     try:

@@ -11,6 +11,7 @@ from queue import Empty
 from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
 
 from runbook.core.run import notebook_name
 from runbook.core.target import PROJECT_ROOT
@@ -117,10 +118,23 @@ class ReadyClient(AsyncKernelClient):
                 return True
 
 
-async def _start_kernel(steps: list[str]) -> Any:
-    from jupyter_client.manager import AsyncKernelManager
+LAUNCHER = "runbook.record.launcher"  # ipykernel's launcher without debugpy, collector off
 
-    kernel = AsyncKernelManager(
+
+class RunKernelManager(AsyncKernelManager):
+    """The kernel manager of a run's kernels: the `python3` kernel spec's command, started by
+    `launcher` where the spec names `-m ipykernel_launcher` (another spec's command as it is)."""
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        command = super().format_kernel_cmd(extra_arguments)
+        for i in range(1, len(command)):
+            if command[i - 1] == "-m" and command[i] == "ipykernel_launcher":
+                command[i] = LAUNCHER
+        return command
+
+
+async def _start_kernel(steps: list[str]) -> Any:
+    kernel = RunKernelManager(
         kernel_name="python3", client_class=f"{__name__}.{ReadyClient.__name__}"
     )
     await kernel.start_kernel(extra_arguments=KERNEL_ARGUMENTS + _warm(steps), cwd=str(NOTEBOOKS))
@@ -144,17 +158,19 @@ def _warm(steps: list[str]) -> list[str]:
 # garbage) moved out of the cyclic collector's reach: its collections, %reset's included, then
 # walk only what the notebooks made (a full collection of a kernel with 01's and 02's modules:
 # 0.06 s; with the runner's own `gc.freeze`, standard scale 1, ten alternating runs each: the
-# whole run 9.91 -> 9.68 s and 10.26 -> 9.77 s median; wide 1 within its spread)
-FREEZE = "__import__('gc').freeze()"
+# whole run 9.91 -> 9.68 s and 10.26 -> 9.77 s median; wide 1 within its spread); then the
+# collector, off while the kernel started (`launcher`), is on for the notebooks
+FREEZE = "__import__('gc').freeze(); __import__('gc').enable()"
 
 
 BACKGROUND = "from runbook.record.lazy import import_in_background; import_in_background({!r})"
 
 
 def start_kernel(steps: list[str]) -> Any:
-    """The kernel of a run's steps, started now: as papermill would start it (same arguments,
-    in notebooks/, with the environment set so far), importing what the steps' notebooks import
-    while it starts (IPython's exec_lines: no cell, no execution count)."""
+    """The kernel of a run's steps, started now: the `python3` kernel as papermill would start
+    it (same spec and arguments, in notebooks/, with the environment set so far) through
+    `launcher`, importing what the steps' notebooks import while it starts (IPython's
+    exec_lines: no cell, no execution count)."""
     from jupyter_core.utils import run_sync
 
     return run_sync(_start_kernel)(steps)
