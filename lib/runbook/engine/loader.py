@@ -303,19 +303,34 @@ def _record(table: TableLoad, rows: int, sent: int, started: float, ended: float
 _LOADER: dict[str, Any] = {}
 
 
-def _loader_start(url: str, backup: str) -> None:
-    """Initializer of a loader process: its own SQLite reader and PostgreSQL connection (`url`:
-    the target's `session_url`, TLS parameters and session settings as every connection)."""
-    _LOADER["source"] = open_source(backup)
-    _LOADER["fast"] = open_fast_source(backup)
+def _loader_start(url: str, backup: str) -> Callable[[], None]:
+    """Initializer of a loader process: its own PostgreSQL connection (`url`: the target's
+    `session_url`, TLS parameters and session settings as every connection), and the backup
+    read by the SQLite its first job asks for (`_reader`); what closes them, for the end."""
     conn = psycopg.connect(url)
     register_dumpers(conn)
-    _LOADER["conn"] = conn
+    _LOADER.update(conn=conn, backup=backup)
+    return _loader_stop
+
+
+def _reader(fast: bool) -> Any:
+    """The loader's reader of the backup: apsw's SQLite (`fast`) or the standard module's,
+    opened on first use (the jobs of loader processes all ask for apsw's)."""
+    key = "fast" if fast else "source"
+    if key not in _LOADER:
+        _LOADER[key] = (open_fast_source if fast else open_source)(_LOADER["backup"])
+    return _LOADER[key]
+
+
+def _loader_stop() -> None:
+    for key in ("fast", "source", "conn"):
+        if key in _LOADER:
+            _LOADER.pop(key).close()
 
 
 def _loader_run(job: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
-    source = _LOADER["fast" if job["fast"] else "source"]
+    source = _reader(job["fast"])
     rows, sent = stream(source, _LOADER["conn"], job, lambda n: None)
     return {"rows": rows, "bytes": sent, "start": started, "end": time.time()}
 
