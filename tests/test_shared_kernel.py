@@ -88,50 +88,56 @@ def test_a_notebook_s_garbage_is_collected_though_the_kernel_freezes_what_it_hol
 
 LAUNCH_FACTS = """
 import gc, sys
-print(gc.isenabled(), sys.modules.get("debugpy", "absent"), "ipykernel" in sys.modules)
+print(gc.isenabled(), gc.get_threshold()[0] > 0)
+print(sys.modules.get("debugpy", "-"), "IPython" in sys.modules)
 """
 
 
 def test_a_run_s_kernel_starts_without_debugpy_and_its_notebooks_run_with_the_collector() -> None:
     """The kernel starts through the runbook's launcher (ipykernel's, without debugpy, the
-    collector off while it loads); by the first cell the collector is on and IPython answers."""
+    collector paused while it loads); by the first cell the collector runs and IPython answers."""
     kernel = kernels.start_kernel(["transfer", "verify"])
     try:
         command = kernel.provisioner.process.args
         assert command[command.index("-m") + 1] == kernels.LAUNCHER
         printed, count = _run(kernel, LAUNCH_FACTS)
-        assert printed.split() == ["True", "None", "True"]  # debugpy refused, never imported
+        assert printed.split() == ["True", "True", "None", "True"]  # debugpy refused
         assert count == 1
     finally:
         kernels.stop_kernel(kernel)
 
 
 def test_the_collector_is_paused_while_background_loads_run_and_restored_after() -> None:
+    """No automatic collection while loads run (threshold 0, whatever gc.enable() another
+    thread calls, as subprocess does), the thresholds as they were once the last load is done."""
     import gc
     import threading
 
     from runbook.record import lazy
 
-    seen: list[bool] = []
+    thresholds: list[tuple[int, ...]] = []
     release = threading.Event()
 
     def load() -> None:
         release.wait(timeout=30)
-        seen.append(gc.isenabled())
+        gc.enable()
+        thresholds.append(gc.get_threshold())
 
-    for enabled_before in (True, False):
-        (gc.enable if enabled_before else gc.disable)()
-        try:
-            lazy.load_in_background(load)
-            lazy.load_in_background(load)
-            assert not gc.isenabled()  # paused from the first load on
-            release.set()
-            lazy.wait_for_loads()
-            assert gc.isenabled() is enabled_before  # as it was before the first load
-            release.clear()
-        finally:
-            gc.enable()
-    assert seen == [False] * 4
+    before = gc.get_threshold()
+    gc.set_threshold(500, 7, 9)
+    try:
+        lazy.load_in_background(load)
+        lazy.load_in_background(load)
+        assert gc.get_threshold()[0] == 0  # paused from the first load on
+        release.set()
+        lazy.wait_for_loads()
+        assert gc.get_threshold() == (500, 7, 9)  # restored once both are done
+        assert [t[0] for t in thresholds] == [0, 0]
+        with lazy.collector_paused():
+            assert gc.get_threshold()[0] == 0
+        assert gc.get_threshold() == (500, 7, 9)
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_a_kernel_that_died_is_not_used_again() -> None:

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import psycopg
-from psycopg.rows import dict_row
 
 from runbook.core.errors import RunbookError
 from runbook.core.source import quote_ident
@@ -26,6 +23,9 @@ from runbook.core.target import (
     url_parameter,
     with_parameters,
 )
+
+if TYPE_CHECKING:  # psycopg is imported where a connection is made (see core.target)
+    import psycopg
 
 MINIMUM_SERVER = 120000  # PostgreSQL 12: generated identity, VALIDATE CONSTRAINT, COPY as used
 _MARKER = "runbook.session"
@@ -75,6 +75,9 @@ def check_ready(target: Target) -> Readiness:
     """Connect and check the target can take a migration; one sentence, before anything is
     written, when it cannot (a pooler in between, an old server, a database not in UTF-8, a
     missing schema, a role without the rights it needs)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
     try:
         conn = psycopg.connect(session_url(target.url), row_factory=dict_row)
     except psycopg.OperationalError as exc:
@@ -184,6 +187,8 @@ def _pooler(target: Target, conn: psycopg.Connection | None = None) -> RunbookEr
 def direct_url(target: Target, conn: psycopg.Connection | None = None) -> str | None:
     """The target URL with the host and port of the server behind a pooler (as the pooler
     reaches it; the pooler's host when it reaches the server by a Unix socket)."""
+    import psycopg
+
     sql = "SELECT host(inet_server_addr()), current_setting('port')"
     try:
         if conn is None:

@@ -12,8 +12,6 @@ import ssl
 import struct
 from pathlib import Path
 
-from psycopg.conninfo import conninfo_to_dict
-
 from runbook.core.errors import RunbookError
 
 _SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # the startup message asking for TLS
@@ -110,6 +108,8 @@ _ENVIRONMENT |= {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT"}
 
 def _params(url: str) -> dict[str, str]:
     """The URL's connection parameters, and those libpq takes from the environment otherwise."""
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         params = {k: v for k, v in conninfo_to_dict(url).items() if isinstance(v, str)}
     except Exception:  # noqa: BLE001 - a URL libpq cannot parse has no TLS parameters to explain

@@ -56,6 +56,13 @@ def _render(notebook: Path, report: bool) -> str:
     return body
 
 
+def _warm(notebook: Path, report: bool) -> None:
+    from runbook.record.lazy import collector_paused
+
+    with collector_paused():
+        _render(notebook, report)
+
+
 def export_html(notebook: Path, *, report: bool = False) -> Path:
     """HTML of an executed notebook (lab template, images inline, no external scripts, injected
     parameters hidden); `report` also hides the code, for reviewers (the .ipynb keeps all)."""
@@ -102,8 +109,9 @@ class Exports:
         export: what an exporter does once a process (its templates compiled, the regular
         expressions of pygments' lexer and of the accessibility pass's CSS selectors) is then
         done while the first step runs, not beside the second (measured: 0.39 s the first
-        export of a process, 0.04 s the next ones; nbconvert's import 0.16 s)."""
-        self._pool.submit(_render, notebook, report)
+        export of a process, 0.04 s the next ones; nbconvert's import 0.16 s), the cyclic
+        collector paused while it loads (`lazy.collector_paused`)."""
+        self._pool.submit(_warm, notebook, report)
 
     def finish(self) -> None:
         for record, done in self._pending:

@@ -149,7 +149,7 @@ def _warm(steps: list[str]) -> list[str]:
     0.08-0.12 s for one importing 01's modules alone)."""
     first = _imports(steps[0]) if steps else []
     later = [line for step in steps[1:] for line in _imports(step) if line not in first]
-    lines = first + [FREEZE]
+    lines = first + [FREEZE, STARTED]
     lines += [BACKGROUND.format("\n".join(dict.fromkeys(later)))] if later else []
     return [f"--IPKernelApp.exec_lines={line}" for line in lines]
 
@@ -158,9 +158,10 @@ def _warm(steps: list[str]) -> list[str]:
 # garbage) moved out of the cyclic collector's reach: its collections, %reset's included, then
 # walk only what the notebooks made (a full collection of a kernel with 01's and 02's modules:
 # 0.06 s; with the runner's own `gc.freeze`, standard scale 1, ten alternating runs each: the
-# whole run 9.91 -> 9.68 s and 10.26 -> 9.77 s median; wide 1 within its spread); then the
-# collector, off while the kernel started (`launcher`), is on for the notebooks
-FREEZE = "__import__('gc').freeze(); __import__('gc').enable()"
+# whole run 9.91 -> 9.68 s and 10.26 -> 9.77 s median; wide 1 within its spread)
+FREEZE = "__import__('gc').freeze()"
+# the collector, paused while the kernel started (`launcher`), runs for the notebooks
+STARTED = "__import__('runbook.record.lazy', fromlist=['_']).resume_collector()"
 
 
 BACKGROUND = "from runbook.record.lazy import import_in_background; import_in_background({!r})"

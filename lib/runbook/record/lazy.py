@@ -8,33 +8,48 @@ import contextlib
 import gc
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 _loading: list[threading.Thread] = []  # background loads a first use waits for
 
-# the cyclic collector is off while background loads run: a load's imports make objects that
-# live as long as the process, and the collector walked them again and again while they loaded
-# (measured, 02's modules and matplotlib in 01's kernel: 0.12 CPU-s); cycles the notebook drops
-# meanwhile are collected once the loads are done
+# the cyclic collector pauses while modules load in the background: a load's imports make
+# objects that live as long as the process, and the collector walked them again and again while
+# they loaded (measured, 02's modules and matplotlib in 01's kernel: 0.12 CPU-s); cycles the
+# notebook drops meanwhile are collected once the loads are done. Paused by its threshold (0:
+# no automatic collection), not gc.disable(), which subprocess may turn back on beside us.
 _COLLECTOR = threading.Lock()
-_pauses = [0, False]  # loads running, whether the collector was on before the first
+_pauses: list[Any] = [0, None]  # pauses in force, the thresholds before the first
 
 
-def _pause_collector() -> None:
+def pause_collector() -> None:
+    """No automatic collection until as many `resume_collector` calls."""
     with _COLLECTOR:
         if _pauses[0] == 0:
-            _pauses[1] = gc.isenabled()
-            gc.disable()
+            _pauses[1] = gc.get_threshold()
+            gc.set_threshold(0)
         _pauses[0] += 1
 
 
-def _resume_collector() -> None:
+def resume_collector() -> None:
+    """End one pause; the last restores the collector's thresholds."""
     with _COLLECTOR:
+        if _pauses[0] == 0:
+            return
         _pauses[0] -= 1
-        if _pauses[0] == 0 and _pauses[1]:
-            gc.enable()
+        if _pauses[0] == 0:
+            gc.set_threshold(*_pauses[1])
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic collector paused while modules load in the block (as in a background load)."""
+    pause_collector()
+    try:
+        yield
+    finally:
+        resume_collector()
 
 
 def load_in_background(load: Callable[[], None]) -> None:
@@ -49,11 +64,11 @@ def load_in_background(load: Callable[[], None]) -> None:
             wait_for_loads()
             load()
         finally:
-            _resume_collector()
+            resume_collector()
 
     thread = threading.Thread(target=after_earlier_loads, name="prefetch", daemon=True)
     _loading.append(thread)
-    _pause_collector()
+    pause_collector()
     thread.start()
 
 

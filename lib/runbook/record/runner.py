@@ -34,6 +34,7 @@ from runbook.record.kernels import (
     start_kernel,
     stop_kernel,
 )
+from runbook.record.lazy import collector_paused
 from runbook.record.manifest import verdict, write_manifest
 from runbook.record.parts import step_parts
 
@@ -227,10 +228,15 @@ def run_steps(
         os.environ[parameters.database_url_env] = target.url
     secrets = (target.password or "",)
     os.environ["RUNBOOK_PROGRESS"] = "text"  # the kernels print progress lines, no widgets
-    # the first group's kernel starts while the checks run
+    # the first group's kernel starts while the checks run and papermill loads (the collector
+    # paused meanwhile, as in the kernels: `lazy.collector_paused`)
     kernels = {0: start_kernel(kernel_groups(steps)[0])} if steps else {}
     try:
-        ready = check_ready(target)  # fails here, before step 01, when the target is wrong
+        with collector_paused():
+            ready = check_ready(target)  # fails here, before step 01, when the target is wrong
+            import papermill  # noqa: F401 - loaded now, not when step 01 starts
+
+            from runbook.record import engine  # noqa: F401 - papermill's engine of the run
         server = ready.version
         require_declared(steps, parameters)
         if "backup" in steps:
