@@ -1,6 +1,7 @@
 """Modules imported when first used. matplotlib costs a kernel about 30 MB; a step's notebook
 imports what it draws with before its work, so it would sit in the kernel while the step's
-worker processes run (the peak of a whole run), not only when a chart is drawn."""
+worker processes run (the peak of a whole run), not only when a chart is drawn. Modules loaded
+in the background meanwhile, the cyclic collector paused while they load."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ _loading: list[threading.Thread] = []  # background loads a first use waits for
 # objects that live as long as the process, and the collector walked them again and again while
 # they loaded (measured, 02's modules and matplotlib in 01's kernel: 0.12 CPU-s); cycles the
 # notebook drops meanwhile are collected once the loads are done. Paused by its threshold (0:
-# no automatic collection), not gc.disable(), which subprocess may turn back on beside us.
+# no automatic collection), not gc.disable(): gc.isenabled() may be another thread's momentary
+# state (subprocess turns the collector off and on again around a fork with a preexec_fn).
 _COLLECTOR = threading.Lock()
 _pauses: list[Any] = [0, None]  # pauses in force, the thresholds before the first
 
