@@ -118,7 +118,7 @@ class ReadyClient(AsyncKernelClient):
                 return True
 
 
-LAUNCHER = "runbook.record.launcher"  # ipykernel's launcher without debugpy, collector off
+LAUNCHER = "runbook.record.launcher"  # ipykernel's launcher without debugpy, collector paused
 
 
 class RunKernelManager(AsyncKernelManager):
