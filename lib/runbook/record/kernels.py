@@ -160,11 +160,13 @@ def _warm(steps: list[str]) -> list[str]:
 # 0.06 s; with the runner's own `gc.freeze`, standard scale 1, ten alternating runs each: the
 # whole run 9.91 -> 9.68 s and 10.26 -> 9.77 s median; wide 1 within its spread)
 FREEZE = "__import__('gc').freeze()"
+# runbook.record.lazy as an expression, for the kernel's exec_lines and the namespace reset
+LAZY = "__import__('runbook.record.lazy', fromlist=['_'])"
 # the collector, paused while the kernel started (`launcher`), runs for the notebooks
-STARTED = "__import__('runbook.record.lazy', fromlist=['_']).resume_collector()"
+STARTED = f"{LAZY}.resume_collector()"
 
 
-BACKGROUND = "from runbook.record.lazy import import_in_background; import_in_background({!r})"
+BACKGROUND = LAZY + ".import_in_background({!r})"
 
 
 def start_kernel(steps: list[str]) -> Any:
@@ -180,7 +182,7 @@ def start_kernel(steps: list[str]) -> Any:
 # the user namespace emptied and the execution count back at 1: the next notebook's cells see
 # only what they define, numbered from 1, as in a kernel of their own
 RESET = (
-    "__import__('runbook.record.lazy', fromlist=['_']).wait_for_loads()\n"  # the warm imports
+    f"{LAZY}.wait_for_loads()\n"  # the warm imports
     "get_ipython().run_line_magic('reset', '-f')\nget_ipython().execution_count = 1\n"
     f"{FREEZE}"
 )

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from runbook.core.run import BACKUP_NAME, BULK_STEPS, STEPS, sha256_file
+from runbook.core.run import BACKUP_NAME, BULK_STEPS, STEPS, RunFolder, sha256_file
 from runbook.core.target import PROJECT_ROOT, mask_text
 from runbook.record.chain import previous_link
 
@@ -38,10 +38,10 @@ def recorded_hashes(run_dir: Path) -> dict[str, str]:
     binds the file steps 02-04 read, so a backup changed after 01 fails `runbook audit`
     (hashing it again here would bless the change); and the run's end does not wait for a
     second hash of it (measured at standard scale 1: 0.35 CPU-s; 1.5 GB at scale 3)."""
-    record = run_dir / "backup.json"
-    if not record.is_file():
+    run = RunFolder(run_dir)
+    if not run.has("backup"):
         return {}
-    backup = json.loads(record.read_text(encoding="utf-8"))
+    backup = run.read("backup")
     return {backup["backup_file"]: backup["sha256"]} if backup.get("sha256") else {}
 
 
