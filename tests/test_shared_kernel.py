@@ -88,6 +88,8 @@ def test_a_notebook_s_garbage_is_collected_though_the_kernel_freezes_what_it_hol
 
 LAUNCH_FACTS = """
 import gc, sys
+from runbook.record import lazy
+lazy.wait_for_loads()  # 04's modules load in the background, the collector paused meanwhile
 print(gc.isenabled(), gc.get_threshold()[0] > 0)
 print(sys.modules.get("debugpy", "-"), "IPython" in sys.modules)
 """
@@ -95,7 +97,8 @@ print(sys.modules.get("debugpy", "-"), "IPython" in sys.modules)
 
 def test_a_run_s_kernel_starts_without_debugpy_and_its_notebooks_run_with_the_collector() -> None:
     """The kernel starts through the runbook's launcher (ipykernel's, without debugpy, the
-    collector paused while it loads); by the first cell the collector runs and IPython answers."""
+    collector paused while it loads); once the later notebook's modules have loaded in the
+    background, the collector runs, and IPython answers the first cell."""
     kernel = kernels.start_kernel(["transfer", "verify"])
     try:
         command = kernel.provisioner.process.args
