@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from coldchain.sample import generate
 
 def _sample(tmp: Path) -> bytes:
     good = tmp / "good.db"
-    generate(good, scale=0.002, seed=1)
+    if not good.exists():
+        generate(good, scale=0.002, seed=1)
     return good.read_bytes()
 
 
@@ -27,6 +30,14 @@ def make(kind: str, tmp: Path) -> Path:
         path.mkdir()
     elif kind == "not_sqlite":
         path.write_text("id,name\n1,(주)한빛냉장\n")
+    elif kind == "utf16":
+        _sample(tmp)  # as sqlite3_open16 creates them (Windows applications)
+        with (
+            closing(sqlite3.connect(path)) as lite,
+            closing(sqlite3.connect(tmp / "good.db")) as good,
+        ):
+            lite.execute("PRAGMA encoding = 'UTF-16le'")
+            lite.executescript("\n".join(good.iterdump()))
     elif kind == "empty":
         with sqlite3.connect(path) as lite:
             lite.execute("PRAGMA user_version = 1")
@@ -50,6 +61,7 @@ CASES = {
     "truncated": "database disk image is malformed",
     "newer_format": "asks for SQLite file format 3",
     "corrupt_page": "integrity_check failed",
+    "utf16": "stores its text as UTF-16le",
 }
 
 
@@ -109,3 +121,25 @@ def test_a_file_without_read_permission_is_refused_before_anything_is_written(
     assert scram_server.password not in text
     assert fingerprint(target) == before
     assert not (run / "backup.json").exists()
+
+
+def test_the_advice_for_a_utf16_source_works_when_followed(scram_server, tmp_path: Path) -> None:
+    """The refusal's command makes a UTF-8 copy that the runbook migrates and verifies."""
+    from runbook.core.target import create_database
+
+    if not shutil.which("sqlite3"):
+        pytest.skip("the sqlite3 command-line shell is not installed")
+    source = make("utf16", tmp_path)
+    create_database(scram_server.target(), "utf16_copy")
+    env = {"DATABASE_URL": scram_server.target("utf16_copy").url}
+    refused = runbook("run", str(source), "--run-dir", str(tmp_path / "refused"), env=env)
+    text = refused.stdout + refused.stderr
+    assert refused.returncode != 0, text
+    command = text.split("make a UTF-8 copy (", 1)[1].split(") and migrate", 1)[0]
+    subprocess.run(command, shell=True, check=True, cwd=tmp_path)  # noqa: S602 - its advice
+    copy = tmp_path / "dispatch-utf8.db"
+    with closing(sqlite3.connect(copy)) as lite:
+        assert lite.execute("PRAGMA encoding").fetchone()[0] == "UTF-8"
+    done = runbook("run", str(copy), "--run-dir", str(tmp_path / "run"), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS" in done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     import apsw
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+# the database header's text encoding (offset 56, 4 bytes big-endian): 1 is UTF-8
+TEXT_ENCODINGS = {2: "UTF-16le", 3: "UTF-16be"}
 
 
 @dataclass(frozen=True)
@@ -79,14 +82,22 @@ def check_file(path: str | Path) -> Path:
         raise RunbookError(f"the source {path} is not a file", fix=fix)
     try:
         with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
+            header = handle.read(100)
     except PermissionError:
         raise RunbookError(
             f"the source {path} cannot be read (permission denied)",
             fix="run as a user that can read the file, or copy it with the right permissions",
         ) from None
-    if header != SQLITE_HEADER:
+    if header[: len(SQLITE_HEADER)] != SQLITE_HEADER:
         raise RunbookError(f"the source {path} is not a SQLite database (wrong header)", fix=fix)
+    encoding = TEXT_ENCODINGS.get(int.from_bytes(header[56:60], "big"))
+    if encoding:  # SQL on such a file sees text as UTF-16 bytes: every check would misread it
+        raise RunbookError(
+            f"the source {path} stores its text as {encoding}; the runbook reads UTF-8 databases",
+            fix=f"with the application stopped, make a UTF-8 copy (sqlite3 {shlex.quote(str(path))}"
+            f" .dump | sqlite3 {shlex.quote(str(path.with_name(path.stem + '-utf8.db')))}) and"
+            " migrate that copy",
+        )
     return path
 
 
