@@ -194,16 +194,25 @@ class Shape:
         data = f"textsend({self._text(1)})"
         for p in self.doubles:
             data += f" || float8send(coalesce({quote_ident(p.pg_column)}, 0)::float8)"
-        for p in self.jsonb:
-            value = f"{quote_ident(p.pg_column)}::text"
-            data += f" || textsend(coalesce('|' || octet_length({value}) || ':' || {value}, '|N'))"
+        for i in range(len(self.jsonb)):
+            text = f'printed."jsonb text {i}"'  # a name no application column has
+            data += f" || textsend(coalesce('|' || octet_length({text}) || ':' || {text}, '|N'))"
         also = f" AND ({where})" if where else ""
         # the statements take psycopg parameters (%s): every '%' of their SQL text is doubled
         key, table, data, also = (
             text.replace("%", "%%")
             for text in (self.key_column(1), quote_ident(self.target), data, also)
         )
-        rows = f"{table} WHERE {key} BETWEEN %s AND %s{also}"
+        rows = table
+        if self.jsonb:  # each jsonb printed once a row (OFFSET 0 keeps the planner from
+            # copying the expression into both its uses; measured, 120k rows of 490-byte item
+            # lists: 0.48 s twice, 0.30 s once)
+            texts = ", ".join(
+                f'{table}.{quote_ident(p.pg_column)}::text AS "jsonb text {i}"'
+                for i, p in enumerate(self.jsonb)
+            )
+            rows += f", LATERAL (SELECT {texts} OFFSET 0) AS printed"
+        rows += f" WHERE {key} BETWEEN %s AND %s{also}"
         if ordered:
             segment = (
                 "SELECT count(*), sha256(string_agg(data, ''::bytea ORDER BY key)) FROM "
