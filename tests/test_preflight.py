@@ -4,8 +4,10 @@ stop policy names them; the reject ledger keeps each rejected row exactly recove
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
+import psycopg
 import pytest
 from dirty_source import CORRUPTIONS, make_dirty_source
 
@@ -278,6 +280,52 @@ def test_text_that_is_not_utf8_or_holds_nul_is_found_beside_text_that_is_fine(
     assert utf8 == {(2, "a"), (3, "b"), (4, "a"), (4, "b"), (5, "j")}
     nul = {(pk, column) for pk, column, kind in found if kind == "nul_character"}
     assert nul == {(7, "a"), (7, "b"), (7, "j")}
+
+
+def test_year_0000_which_postgresql_refuses_is_a_misfit(fresh_target: Target, tmp_path) -> None:
+    """SQLite's dates count a year 0000, PostgreSQL's do not: such a value is found before a row
+    is written (the binary load would have stored it as 1 BC), and what the preflight lets by
+    is what PostgreSQL reads."""
+    from runbook.columns.conversions import conversion_for
+    from runbook.core.target import connect
+
+    path = tmp_path / "years.db"
+    values = [
+        (1, "2025-01-01 10:00:00.5", "2025-01-01"),
+        (2, "0000-01-01 10:00:00", "0000-06-01"),
+        (3, "0001-01-01 00:00:00", "0001-01-01"),
+        (4, "0000-12-31 23:59:59.999999", "0000-12-31"),
+    ]
+    with closing(sqlite3.connect(path)) as lite:
+        lite.execute("CREATE TABLE ev (id INTEGER PRIMARY KEY, at DATETIME, day DATE)")
+        lite.executemany("INSERT INTO ev VALUES (?, ?, ?)", values)
+        lite.commit()
+
+    def plan(column: str, pg_type: str) -> ColumnPlan:
+        return ColumnPlan("ev", column, "TEXT", pg_type, True, conversion_for(pg_type).name)
+
+    plans = [
+        plan("id", "integer"),
+        plan("at", "timestamp without time zone"),
+        plan("day", "date"),
+    ]
+    found = {(f["pk"]["id"], f["column"], f["kind"]) for f in scan(str(path), plans)["findings"]}
+    assert found == {
+        (2, "at", "unparseable_datetime"),
+        (2, "day", "unparseable_date"),
+        (4, "at", "unparseable_datetime"),
+        (4, "day", "unparseable_date"),
+    }
+    with connect(fresh_target) as conn:
+        for key, at, day in values:
+            for text, cast in ((at, "timestamp"), (day, "date")):
+                try:
+                    conn.execute(f"SELECT %s::{cast}", [text])
+                    refused = False
+                except psycopg.errors.DatetimeFieldOverflow:
+                    refused = True
+                conn.rollback()
+                assert refused == (key in (2, 4)), (text, cast)
 
 
 def test_a_scan_in_rowid_ranges_finds_what_one_pass_finds(dirty, plans, monkeypatch) -> None:

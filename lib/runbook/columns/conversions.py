@@ -73,7 +73,8 @@ CONVERSIONS: dict[str, Conversion] = {
     ),
     "timestamp": Conversion(
         "iso-datetime",
-        "ISO text 'YYYY-MM-DD HH:MM[:SS[.ffffff]]' (space or T) → timestamp, to the microsecond",
+        "ISO text 'YYYY-MM-DD HH:MM[:SS[.ffffff]]' (space or T) → timestamp, to the microsecond; "
+        "year 0001 on (PostgreSQL has no year 0000)",
         lambda col, t: copy_escape(col),
         expressions.datetime_checks,
         canonical.canonical_timestamp,
@@ -83,7 +84,7 @@ CONVERSIONS: dict[str, Conversion] = {
     ),
     "date": Conversion(
         "iso-date",
-        "ISO text 'YYYY-MM-DD' → date",
+        "ISO text 'YYYY-MM-DD' → date, year 0001 on",
         lambda col, t: copy_escape(col),
         expressions.date_checks,
         canonical.canonical_date,

@@ -68,7 +68,7 @@ def datetime_checks(col: str, target: TargetType) -> list[Check]:
             f"typeof({col}) NOT IN ('integer', 'real') AND {col} <> '' AND NOT ({col} GLOB "
             f"'{shape}' AND {offset}) AND ({col} NOT GLOB '{shape}' "
             f"OR julianday({col}) IS NULL OR date(julianday({day})) IS NOT {day} "
-            f"OR length({col}) NOT IN (16, 19, 21, 22, 23, 24, 25, 26))",
+            f"OR length({col}) NOT IN (16, 19, 21, 22, 23, 24, 25, 26) OR {day} < '0001')",
         ),
     ]
 
@@ -78,7 +78,8 @@ def date_checks(col: str, target: TargetType) -> list[Check]:
         ("empty_string", f"{col} = ''"),
         (
             "unparseable_date",
-            f"{col} <> '' AND (typeof({col}) <> 'text' OR date(julianday({col})) IS NOT {col})",
+            f"{col} <> '' AND (typeof({col}) <> 'text' OR date(julianday({col})) IS NOT {col} "
+            f"OR +{col} < '0001')",
         ),
     ]
 
