@@ -340,6 +340,36 @@ def test_a_scan_in_rowid_ranges_finds_what_one_pass_finds(dirty, plans, monkeypa
     assert in_ranges == whole  # the same findings, in the same order
 
 
+@pytest.mark.parametrize(
+    "chunk_bytes, max_rows", [(4 << 20, 1000), (1, 1000), (4 << 20, 1), (64, 0)]
+)  # one chunk a range; chunks of 16 rows (more than MAX_FLAGGED); rowids or chunks too many
+def test_the_chunk_pass_finds_what_the_pass_without_it_finds(
+    dirty, plans, monkeypatch, chunk_bytes, max_rows
+) -> None:
+    """A range read in chunks first (text checked per chunk, failed value checks listed by
+    rowid), then only its flagged rows again, finds what one pass over every row finds."""
+    from runbook.columns.conversions import open_fast_source
+    from runbook.columns.plan import by_table
+    from runbook.core import source as sqlite_source
+    from runbook.engine import values
+
+    monkeypatch.setattr(values, "TEXT_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(values, "MAX_FLAGGED_ROWS", max_rows)
+    path = str(dirty[0])
+    tables = sqlite_source.tables_of(path)
+    conn = open_fast_source(path)
+    try:
+        for name, table_plans in by_table(plans).items():
+            low, high = conn.execute(f"SELECT min(rowid), max(rowid) FROM {name}").fetchone()
+            only = f"rowid BETWEEN {low} AND {high}"
+            chunked, whole = values.Recorded(), values.Recorded()
+            values.scan_values(conn, tables[name], table_plans, chunked, only, (low, high))
+            values.scan_values(conn, tables[name], table_plans, whole, only)
+            assert chunked == whole, name
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize("in_processes", [False, True])
 def test_a_key_or_value_that_is_not_utf8_is_reported_as_stored(
     tmp_path, monkeypatch, in_processes
