@@ -126,6 +126,21 @@ def _chunk_pass(
     return Chunked(text, rowids)
 
 
+def _after_chunks(row_check: str, chunked: Chunked | None) -> tuple[str, str]:
+    """The row text check restricted to the chunks that failed, and the rows to read again
+    (their rowids, those chunks; '' for every row of the range) after a chunk pass."""
+    if chunked is None or len(chunked.text) > MAX_FLAGGED:
+        return row_check, ""
+    inside = " OR ".join(f"rowid BETWEEN {a} AND {b}" for a, b in chunked.text)
+    restricted = f"CASE WHEN {inside} THEN {row_check} ELSE 0 END" if inside else "0"
+    if chunked.rowids is None:
+        return restricted, ""
+    flagged = [inside] if inside else []
+    if chunked.rowids:
+        flagged.append(f"rowid IN ({', '.join(map(str, chunked.rowids))})")
+    return restricted, " OR ".join(flagged)
+
+
 MASK_BITS = 60  # checks per bit mask column (SQLite integers are 64-bit)
 
 
@@ -171,23 +186,12 @@ def scan_values(
     masks = [_mask(checks[start : start + MASK_BITS]) for start in range(0, len(checks), MASK_BITS)]
     where = [only] if only else []
     if texts:
-        row_check = _row_text_check(texts)
         chunked = None if bounds is None else _chunk_pass(conn, table.name, texts, masks, bounds)
-        if chunked is not None:
-            if not chunked.text and chunked.rowids == []:
-                return  # every row of the range passed every check
-            inside = " OR ".join(f"rowid BETWEEN {a} AND {b}" for a, b in chunked.text)
-            if not chunked.text:
-                row_check = "0"
-            elif len(chunked.text) <= MAX_FLAGGED:
-                row_check = f"CASE WHEN {inside} THEN {row_check} ELSE 0 END"
-            if chunked.rowids is not None and len(chunked.text) <= MAX_FLAGGED:
-                # only the rows the chunk pass flagged come back: its rowids, its text chunks
-                flagged = [inside] if inside else []
-                if chunked.rowids:
-                    flagged.append(f"rowid IN ({', '.join(map(str, chunked.rowids))})")
-                where.append(" OR ".join(flagged))
+        if chunked is not None and not chunked.text and chunked.rowids == []:
+            return  # every row of the range passed every check
+        row_check, flagged = _after_chunks(_row_text_check(texts), chunked)
         masks.append(row_check)
+        where += [flagged] if flagged else []
     identity = table.row_identity if table.rowid else f"CAST({table.row_identity} AS BLOB)"
     shown = [*(quote_ident(n) for n in key_names), *(quote_ident(p.column) for p in plans)]
     named = ", ".join(f"{m} AS m{i}" for i, m in enumerate(masks))
