@@ -19,11 +19,12 @@ def integer_fits(col: str, target: TargetType) -> str:
 def datetime_fits(col: str, target: TargetType) -> str:
     """'YYYY-MM-DD HH:MM:SS[.f…]' of a real date and time passes every datetime check: its
     first 19 characters come back through a Julian day (no offset moved it, no February 30th
-    rolled over: datetime() of the text itself gives February 30th back as it is; a number or a
-    blob never equals text) and a fraction of up to 6 digits or nothing follows (measured on 1M
-    values: 0.31 s, with typeof() and a list of lengths 0.37 s, the checks with their offset
-    GLOBs and two date parses 1.03 s); the checks run only for the rest. Year 0000, which SQLite
-    counts and PostgreSQL does not, is left to the checks."""
+    rolled over: datetime() of the text itself gives February 30th back as it is in the
+    standard module's SQLite 3.40, where apsw's 3.54 rolls it over; a number or a blob never
+    equals text) and a fraction of up to 6 digits or nothing follows (measured on 1M values:
+    0.31 s, with typeof() and a list of lengths 0.37 s, the checks with their offset GLOBs and
+    two date parses 1.03 s); the checks run only for the rest. Year 0000, which SQLite counts
+    and PostgreSQL does not, is left to the checks."""
     raw = f"CAST({col} AS BLOB)"  # byte positions: no counting of characters
     return (
         f"datetime(julianday({col})) = substr({col}, 1, 19) AND length({raw}) <= 26 "
