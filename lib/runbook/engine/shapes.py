@@ -195,8 +195,8 @@ class Shape:
         for p in self.doubles:
             data += f" || float8send(coalesce({quote_ident(p.pg_column)}, 0)::float8)"
         for i in range(len(self.jsonb)):
-            text = f'printed."jsonb text {i}"'  # a name no application column has
-            data += f" || textsend(coalesce('|' || octet_length({text}) || ':' || {text}, '|N'))"
+            json = f'printed."jsonb text {i}"'  # a name no application column has
+            data += f" || textsend(coalesce('|' || octet_length({json}) || ':' || {json}, '|N'))"
         also = f" AND ({where})" if where else ""
         # the statements take psycopg parameters (%s): every '%' of their SQL text is doubled
         key, table, data, also = (
