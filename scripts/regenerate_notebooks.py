@@ -63,7 +63,14 @@ production, the foreign-key problems are zero (or understood), and the last line
             "\n" + BEGIN.format(step="backup") + PREFETCH,
             [],
         ),
-        ("code", "result = backup.snapshot(step.source, step.run)", LIBRARY),
+        (
+            "code",
+            "result = backup.snapshot(\n"
+            "    step.source, step.run,\n"
+            "    after_census=charts.draw_backup_ahead,  # charts drawn while the copy is checked\n"
+            ")",
+            LIBRARY,
+        ),
         ("code", "show.facts(backup.key_facts(result))", []),
         ("code", "backup.require_sound(result)\nshow.backup_tables(result)", []),
         ("code", "charts.table_sizes_chart(result)", []),

@@ -154,6 +154,45 @@ def test_the_load_charts_drawn_ahead_are_shown_only_for_the_rows_they_were_drawn
     assert redrawn.data == charts.throughput_chart({"tables": copy.deepcopy(other)}).data
 
 
+def test_the_backup_charts_drawn_ahead_are_those_of_the_copy_as_step_01_described_it(
+    tmp_path: Path,
+) -> None:
+    import os
+    import sqlite3
+
+    from coldchain.sample import generate
+    from runbook.core.run import RunFolder
+    from runbook.record import charts
+    from runbook.steps import backup
+
+    source = tmp_path / "source.db"
+    generate(source, scale=0.001, seed=5)
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    seen = []
+    result = backup.snapshot(
+        source, run, after_census=lambda copy, census: seen.append((copy, census))
+    )
+    assert seen == [
+        (run.backup_path, {k: result[k] for k in ("row_counts", "table_bytes")})
+    ]  # called once, with what backup.json then holds
+    charts.draw_backup_ahead(*seen[0])
+    sizes, clients = charts.table_sizes_chart(result), charts.client_orders_chart(run.backup_path)
+    assert sizes.data.startswith(b"\x89PNG") and clients.data.startswith(b"\x89PNG")
+    assert charts.table_sizes_chart(result) is sizes  # drawn once, ahead
+    assert charts.client_orders_chart(str(run.backup_path)) is clients
+    assert charts.client_orders_chart(run.backup_path, top=3) is not clients  # other clients
+    other = {**result, "row_counts": {**result["row_counts"], "orders": 1}}
+    assert charts.table_sizes_chart(other) is not sizes  # not the census drawn ahead
+    # the file changed since (a later copy under the same name): drawn again, of its clients
+    os.chmod(run.backup_path, 0o644)
+    with sqlite3.connect(run.backup_path) as conn:
+        conn.execute("UPDATE orders SET client_id = (SELECT min(id) FROM clients)")
+    conn.close()
+    redrawn = charts.client_orders_chart(run.backup_path)
+    assert redrawn is not clients and redrawn.data != clients.data
+
+
 def test_an_interactive_session_shares_one_run_folder_and_never_writes_into_an_archive(
     tmp_path: Path, monkeypatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,16 +14,24 @@ from runbook.core.run import RunFolder
 from runbook.engine.snapshot import describe_copy, flush_to_disk, online_copy
 
 
-def snapshot(source: str | Path, run: RunFolder, wait_seconds: float = 60.0) -> dict[str, Any]:
+def snapshot(
+    source: str | Path,
+    run: RunFolder,
+    wait_seconds: float = 60.0,
+    *,
+    after_census: Callable[[Path, dict], None] | None = None,
+) -> dict[str, Any]:
     """Copy the source under one read transaction (`online_copy`: in WAL mode with SQLite's
     online backup API, which sees committed `-wal` content, unlike `cp`), then check the copy
-    and record its hash, counts and sizes in `backup.json`."""
+    and record its hash, counts and sizes in `backup.json`; `after_census` is called with the
+    copy and its counts and sizes as soon as they are known (the notebook draws its charts of
+    them meanwhile: `charts.draw_backup_ahead`)."""
     source_path = sqlite_source.check_file(source)
     started = datetime.now(UTC)
     online_copy(source_path, run.backup_path, wait_seconds, flush=False)
     with ThreadPoolExecutor(1, thread_name_prefix="flush") as pool:
         flushed = pool.submit(flush_to_disk, run.backup_path)  # while the copy is read
-        result = describe_copy(source_path, run.backup_path)
+        result = describe_copy(source_path, run.backup_path, after_census)
         flushed.result()
     result["started_at"] = started.isoformat(timespec="seconds")
     if not result["row_counts"]:
