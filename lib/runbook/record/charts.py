@@ -7,6 +7,7 @@ import importlib
 import io
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ def _load_matplotlib() -> None:
 
 # charts drawn ahead (`draw_ahead`, `draw_backup_ahead`), by chart and what they were drawn of
 _AHEAD: dict[tuple[str, str], Image | str] = {}
+TOP_CLIENTS = 12  # the clients step 01's chart shows
 
 
 def draw_ahead(tables: list[dict[str, Any]]) -> None:
@@ -52,12 +54,23 @@ def draw_ahead(tables: list[dict[str, Any]]) -> None:
     per-table rows in a background thread while the server builds indexes and validates keys
     (the kernel would wait idle; measured: 0.75 s of 03's display on a slow hour of 2 vCPUs).
     The chart functions return these images when given the same rows, else draw their own."""
+    key = _rows_key(tables)
+    _draw_in_background(
+        {
+            ("throughput", key): lambda: _throughput(tables),
+            ("over time", key): lambda: _over_time(tables),
+        }
+    )
+
+
+def _draw_in_background(charts: dict[tuple[str, str], Callable[[], Image | str]]) -> None:
+    """Draw each chart (chart, key) in a background thread once matplotlib is loaded, the charts
+    drawn ahead before forgotten; `_drawn_ahead` waits for them."""
 
     def draw() -> None:
         _load_matplotlib()
-        key = _rows_key(tables)
-        _AHEAD[("throughput", key)] = _throughput(tables)
-        _AHEAD[("over time", key)] = _over_time(tables)
+        for chart, drawing in charts.items():
+            _AHEAD[chart] = drawing()
 
     _AHEAD.clear()
     load_in_background(draw)
@@ -116,20 +129,19 @@ def draw_backup_ahead(copy: Path, census: dict[str, Any]) -> None:
     measured: 0.3 s of 01's display, a core idle meanwhile). The chart functions return these
     images when given the same counts and sizes, or the same file unchanged, else draw their own."""
 
-    def draw() -> None:
-        _load_matplotlib()
-        _AHEAD[("sizes", _census_key(census))] = _table_sizes(census)
-        _AHEAD[("clients", _file_key(copy))] = _client_orders(copy)
-
-    _AHEAD.clear()
-    load_in_background(draw)
+    _draw_in_background(
+        {
+            ("sizes", _census_key(census)): lambda: _table_sizes(census),
+            ("clients", _file_key(copy)): lambda: _client_orders(copy),
+        }
+    )
 
 
 def _census_key(backup: dict[str, Any]) -> str:
     return _rows_key([backup["row_counts"], backup["table_bytes"]])
 
 
-def _file_key(path: str | Path, top: int = 12) -> str:
+def _file_key(path: str | Path, top: int = TOP_CLIENTS) -> str:
     """A file as it is now: its path, size and time of change, and the clients shown."""
     try:
         stat = Path(path).stat()
@@ -153,13 +165,13 @@ def _table_sizes(backup: dict[str, Any]) -> Image:
     )
 
 
-def client_orders_chart(backup_path: str | Path, top: int = 12) -> Image | str:
+def client_orders_chart(backup_path: str | Path, top: int = TOP_CLIENTS) -> Image | str:
     """The clients with the most orders in the backup (names as the application shows them: a
     glance that the copy holds production-like data); a note when the backup has no such tables."""
     return _drawn_ahead("clients", _file_key(backup_path, top)) or _client_orders(backup_path, top)
 
 
-def _client_orders(backup_path: str | Path, top: int = 12) -> Image | str:
+def _client_orders(backup_path: str | Path, top: int = TOP_CLIENTS) -> Image | str:
     conn = open_readonly(backup_path)
     try:
         rows = conn.execute(
