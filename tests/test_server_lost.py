@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from commands import query_running
 
 from coldchain.sample import generate
 from runbook.core.target import Target, connect, create_database
+from runbook.record.parts import LIBRARY_CALL
 
 STEPS = ("backup", "schema", "transfer", "verify")
 NOTEBOOKS = {s: f"{i:02d}_{s}.ipynb" for i, s in enumerate(STEPS, start=1)}
@@ -38,6 +40,20 @@ def _range_loaded(target: Target) -> bool:
 
 def _checksums_running(target: Target) -> bool:
     return query_running(target, "string_agg")
+
+
+def _library_call_running(notebook: Path) -> bool:
+    """The step's notebook, as last written, shows its library call running (the runbook's
+    engine writes it as that cell starts)."""
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError):  # not written yet, or being written
+        return False
+    return any(
+        LIBRARY_CALL in cell["metadata"].get("tags", [])
+        and cell["metadata"].get("papermill", {}).get("status") == "running"
+        for cell in cells
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,25 +83,36 @@ def test_the_server_lost_mid_step_is_one_sentence_and_no_traceback(
             env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
+    # step 01 meets the server after its copy only when it saves the target it is to replace;
+    # its copy waits for this lock on the source, so the server is stopped while 01 waits
+    # (after the kernel connected), whatever the machine's speed
+    replacing = ["--replace-target"] if step == "backup" else []
+    lock = sqlite3.connect(source, isolation_level=None)
+    if step == "backup":
+        lock.execute("BEGIN EXCLUSIVE")
     process = subprocess.Popen(
-        _runbook("run", str(source), "--run-dir", str(run_dir), "--steps", step),
+        _runbook("run", str(source), "--run-dir", str(run_dir), "--steps", step, *replacing),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     conditions = {
-        "backup": lambda: (run_dir / NOTEBOOKS["backup"]).exists(),  # before its kernel connects
+        "backup": lambda: _library_call_running(run_dir / NOTEBOOKS["backup"]),  # at the lock
         "schema": lambda: _schema_writing(target),  # the schema step has begun writing
         "transfer": lambda: _range_loaded(target),  # in the middle of the load
         "verify": lambda: _checksums_running(target),  # in the middle of the checksums
     }
-    output = scram_server.lost_during(
-        process,
-        conditions[step],
-        f"step {step} reaching its server work",
-        f"the run ended before step {step} reached its server work",
-    )
+    try:
+        output = scram_server.lost_during(
+            process,
+            conditions[step],
+            f"step {step} reaching its server work",
+            f"the run ended before step {step} reached its server work",
+            then=lock.close,  # 01's copy goes on (closing ends the transaction, no write made)
+        )
+    finally:
+        lock.close()
     assert process.returncode == 1, output
     assert "Traceback" not in output
     failed = [line for line in output.splitlines() if line.startswith(f"Step {step} failed: ")]

@@ -17,6 +17,7 @@ from migration import TABLES, fresh_content, migrate
 
 from coldchain.sample import generate
 from coldchain.traffic import Traffic
+from runbook.core.source import quote_ident
 from runbook.core.target import Target, connect, create_database
 from runbook.engine import ledger
 from runbook.record.reference import fresh_database
@@ -42,6 +43,16 @@ def applied(target: Target, sha: str) -> int:
 def applying(target: Target) -> bool:
     """A sync's transaction is writing (its staging tables are being filled or used)."""
     return query_running(target, "runbook_delta")
+
+
+def waiting_for_a_lock(target: Target) -> bool:
+    """Another session of the target's database waits for a lock (the sync, held by the test's)."""
+    with connect(target) as conn:
+        waiting = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        )
+        return waiting.fetchone()[0] > 0
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +122,10 @@ def test_a_sync_whose_server_goes_down_says_so_and_succeeds_again(
     writer = Traffic(bulk["source"], seed=7)
     writer.run(3000)
     writer.close()
+    # the application's tables held in SHARE mode: the apply's first write waits for them, so
+    # the server is stopped inside its transaction, however fast the machine
+    held = connect(target)
+    held.execute(f"LOCK TABLE {', '.join(map(quote_ident, TABLES))} IN SHARE MODE")
     process = subprocess.Popen(
         command("sync", str(bulk["source"]), "--run-dir", str(run_dir)),
         env={**os.environ, "DATABASE_URL": target.url},
@@ -118,9 +133,16 @@ def test_a_sync_whose_server_goes_down_says_so_and_succeeds_again(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    output = scram_server.lost_during(
-        process, lambda: applying(target), "the apply beginning", "sync ended early", 120
-    )
+    try:
+        output = scram_server.lost_during(
+            process,
+            lambda: waiting_for_a_lock(target) and applying(target),
+            "the apply waiting for the test's lock",
+            "sync ended early",
+            120,
+        )
+    finally:
+        held.close()
     assert process.returncode == 2, output
     assert "the connection to the server was lost" in output and "Traceback" not in output
     assert scram_server.password not in output

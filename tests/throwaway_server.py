@@ -277,13 +277,17 @@ class ThrowawayServer:
         what: str,
         ended_early: str,
         seconds: float = 300,
+        then: Callable[[], None] | None = None,
     ) -> str:
         """Stop this server at once when `reached` holds while `process` runs (the test fails
-        with `ended_early` when the process ended first), then collect the process's output and
-        start the server again."""
+        with `ended_early` when the process ended first), call `then` (to let go of what held
+        the process back meanwhile), then collect the process's output and start the server
+        again."""
         try:
             assert wait_until(reached, process, what, seconds), ended_early
             self.stop("immediate")
+            if then is not None:
+                then()
             output, _ = process.communicate(timeout=300)
         finally:
             if process.poll() is None:
