@@ -4,6 +4,7 @@ runs/index.html opened and its links followed. Screenshots go to the test's outp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -79,6 +80,9 @@ VISIBLE = """(panel) => {
   return {verdict: !!verdict && verdict.textContent.includes(': PASS.') && inView(verdict),
           chart: [...p.querySelectorAll('.jp-OutputArea-output img')].some(inView)};
 }"""
+
+# the verdict and a chart both in view (VISIBLE's two answers)
+SHOWN = f"(panel) => {{ const v = ({VISIBLE})(panel); return v.verdict && v.chart; }}"
 
 
 def _chromium_missing() -> str | None:
@@ -226,7 +230,8 @@ def screenshot_whole_notebook(page: Page, path: Path) -> None:
         "(panel) => { document.querySelector(panel + ' .jp-WindowedPanel-outer').scrollTop = 0; }",
         PANEL,
     )
-    page.wait_for_timeout(300)  # one frame for the layout to follow the new size
+    with contextlib.suppress(PlaywrightTimeout):  # the layout follows the new size
+        page.wait_for_function(SHOWN, arg=PANEL, timeout=30_000)
     visible = page.evaluate(VISIBLE, PANEL)
     assert visible["verdict"] and visible["chart"], f"{path.stem}: {visible}"
     page.screenshot(path=str(path))

@@ -10,7 +10,13 @@ import sys
 from pathlib import Path
 
 import papermill
-from test_resume import kill_tree, planned_ranges, wait_for_loading, wait_for_ranges
+from test_resume import (
+    kill_tree,
+    one_range_held,
+    planned_ranges,
+    wait_for_loading,
+    wait_for_ranges,
+)
 
 from coldchain.sample import generate
 from runbook.core.target import connect
@@ -64,8 +70,10 @@ def test_transfer_notebook_killed_halfway_then_run_from_the_top(tmp_path, monkey
             stderr=subprocess.DEVNULL,
         )
         wait_for_loading(target, halfway)
-        wait_for_ranges(target, halfway, planned_ranges(target) // 2)
-        kill_tree(halfway)  # the kernel dies in the middle of the transfer cell
+        total = planned_ranges(target)
+        with one_range_held(target):  # the others load; it is loading at the kill
+            wait_for_ranges(target, halfway, total - 1)
+            kill_tree(halfway)  # the kernel dies in the middle of the transfer cell
 
         execute("03_transfer", out)  # run again from the top
         execute("04_verify", out)
