@@ -62,13 +62,17 @@ def wait_until(
     return True
 
 
-def start_transfer(source: Path, run_dir: Path, env: dict[str, str]) -> subprocess.Popen:
-    """Steps 01 and 02 of a run (they must pass), then step 03 in the background (its output
-    discarded) for the test to interrupt."""
+def prepare_transfer(source: Path, run_dir: Path, env: dict[str, str]) -> None:
+    """Steps 01 and 02 of a run (they must pass), before a transfer the test interrupts."""
     prepared = runbook(
         "run", str(source), "--run-dir", str(run_dir), "--steps", "backup,schema", env=env
     )
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+
+
+def start_transfer(run_dir: Path, source: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Step 03 of the run in `run_dir` in the background (its output discarded), for the test
+    to interrupt."""
     return subprocess.Popen(
         command("run", str(source), "--run-dir", str(run_dir), "--steps", "transfer"),
         env={**os.environ, **env},

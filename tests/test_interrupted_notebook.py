@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import papermill
@@ -14,7 +15,6 @@ from test_resume import (
     kill_tree,
     one_range_held,
     planned_ranges,
-    wait_for_loading,
     wait_for_ranges,
 )
 
@@ -56,7 +56,8 @@ def test_transfer_notebook_killed_halfway_then_run_from_the_top(tmp_path, monkey
             "import papermill, sys; papermill.execute_notebook(sys.argv[1], sys.argv[2], "
             "kernel_name='python3', cwd=sys.argv[3], progress_bar=False)"
         )
-        halfway = subprocess.Popen(
+        transfer = partial(
+            subprocess.Popen,
             [
                 sys.executable,
                 "-c",
@@ -69,11 +70,10 @@ def test_transfer_notebook_killed_halfway_then_run_from_the_top(tmp_path, monkey
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_loading(target, halfway)
-        total = planned_ranges(target)
-        with one_range_held(target):  # the others load; it is loading at the kill
-            wait_for_ranges(target, halfway, total - 1)
-            kill_tree(halfway)  # the kernel dies in the middle of the transfer cell
+        # every other range loaded, that one loading: the kernel dies in the transfer cell
+        with one_range_held(target, transfer) as halfway:
+            wait_for_ranges(target, halfway, planned_ranges(target) - 1)
+            kill_tree(halfway)
 
         execute("03_transfer", out)  # run again from the top
         execute("04_verify", out)

@@ -18,9 +18,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from commands import kill_tree, runbook, start_transfer
+from commands import kill_tree, prepare_transfer, runbook, start_transfer
 from fingerprint import fingerprint
-from test_resume import load_status, one_range_held, planned_ranges, wait_for_loading
+from test_resume import load_status, one_range_held, planned_ranges
 from test_resume import wait_for_ranges as wait_for_complete_ranges
 from throwaway_server import (
     Certificates,
@@ -270,9 +270,9 @@ def test_pgbouncer_in_transaction_mode_is_refused_naming_the_direct_url_and_resu
     target = Target(direct, "external", "test")
     env = {"DATABASE_URL": direct, "RUNBOOK_SPLIT_ROWS": "400"}
     first = tmp_path / "first"
-    process = start_transfer(source, first, env)
-    wait_for_loading(target, process)
-    with one_range_held(target):  # every other range loaded, none committing at the kill
+    prepare_transfer(source, first, env)
+    # every other range loaded, none committing at the kill
+    with one_range_held(target, lambda: start_transfer(first, source, env)) as process:
         wait_for_complete_ranges(target, process, planned_ranges(target) - 1)
         kill_tree(process)
     killed = load_status(target)

@@ -9,16 +9,18 @@ import os
 import random
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import psycopg
 import pytest
-from commands import command, kill_tree, start_transfer
+from commands import command, kill_tree, prepare_transfer, start_transfer
 from fingerprint import data_fingerprint
 
 from coldchain.models import Base
 from coldchain.sample import generate
+from runbook.core.source import quote_ident
 from runbook.core.target import Target, connect
 from runbook.record.reference import fresh_database
 
@@ -79,22 +81,37 @@ def wait_for_ranges(target: Target, process: subprocess.Popen, done: int) -> Non
 
 
 @contextlib.contextmanager
-def one_range_held(target: Target) -> Iterator[None]:
-    """Hold the row of one range not yet loaded (the smallest: its turn comes last): its loader
-    waits at marking it complete, inside the transaction that loads it, while the others go on;
-    so a test stops the load with that range in flight and never loaded, however fast the
-    machine. Let go when the block ends (the server may be gone by then)."""
-    conn = connect(target)
+def one_range_held(
+    target: Target, start: Callable[[], subprocess.Popen]
+) -> Iterator[subprocess.Popen]:
+    """Start a transfer (`start`) with one of its key ranges held: the row of its smallest range
+    (its turn comes last) locked, so its loader waits at marking it complete, inside the
+    transaction that loads it, while the others go on; the test stops the load with that range
+    in flight and never loaded, however fast the machine. The application's tables are held
+    (ACCESS SHARE) until the ranges are planned and that row is locked: the transfer cannot
+    drop what it rebuilds, let alone load, before. Let go when the block ends (the server may
+    be gone by then)."""
+    gate, hold = connect(target), connect(target)
+    started = None
     try:
-        held = conn.execute(
+        gate.execute(f"LOCK TABLE {', '.join(map(quote_ident, TABLES))} IN ACCESS SHARE MODE")
+        started = start()
+        assert planned_ranges(target), "the transfer planned no key ranges within 60 s"
+        held = hold.execute(
             "SELECT 1 FROM runbook_ranges WHERE status = 'planned' "
             "ORDER BY rows, table_name, range_start LIMIT 1 FOR UPDATE"
         ).fetchall()
-        assert held, "the load ended before one of its ranges could be held"
-        yield
+        assert held, "every key range was loaded before one could be held"
+        gate.rollback()  # the transfer drops what it rebuilds and loads
+        yield started
+    except BaseException:
+        if started is not None and started.poll() is None:
+            kill_tree(started)  # the test failed with the transfer still running
+        raise
     finally:
-        with contextlib.suppress(psycopg.Error):
-            conn.close()
+        for conn in (gate, hold):
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
 
 
 def wait_for_loading(target: Target, process: subprocess.Popen, limit: float = 120) -> None:
@@ -112,11 +129,11 @@ def test_a_run_killed_during_the_transfer_ends_in_pass_when_run_again(
     with fresh_database("runbook_resume") as target:
         env = {"DATABASE_URL": target.url, **SPLIT}
         first = tmp_path / "first"
-        process = start_transfer(source, first, env)
-        wait_for_loading(target, process)
-        # a random moment within the data load: after a random number of its key ranges
-        total = planned_ranges(target)
-        with one_range_held(target):  # one range at least is still loading at the kill
+        prepare_transfer(source, first, env)
+        # a random moment within the data load: after a random number of its key ranges (one
+        # at least still loading at the kill)
+        with one_range_held(target, lambda: start_transfer(first, source, env)) as process:
+            total = planned_ranges(target)
             wait_for_ranges(target, process, random.Random(attempt).randint(0, total - 1))
             kill_tree(process)
         status, ranges_done = load_status(target)
@@ -142,15 +159,15 @@ def test_a_server_stopped_mid_table_then_restarted(
         ["run", str(source), "--run-dir", str(tmp_path / "a"), "--steps", "backup,schema"], env
     )
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
-    process = subprocess.Popen(
+    transfer = partial(
+        subprocess.Popen,
         command("run", str(source), "--run-dir", str(tmp_path / "a"), "--steps", "transfer"),
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    wait_for_loading(target, process)
-    with one_range_held(target):  # the server stops with that range's COPY in flight
+    with one_range_held(target, transfer) as process:  # stopped with its COPY in flight
         wait_for_ranges(target, process, planned_ranges(target) - 1)
         scram_server.stop("immediate")
     output, _ = process.communicate(timeout=300)
