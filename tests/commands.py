@@ -70,7 +70,7 @@ def prepare_transfer(source: Path, run_dir: Path, env: dict[str, str]) -> None:
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
 
 
-def start_transfer(run_dir: Path, source: Path, env: dict[str, str]) -> subprocess.Popen:
+def start_transfer(source: Path, run_dir: Path, env: dict[str, str]) -> subprocess.Popen:
     """Step 03 of the run in `run_dir` in the background (its output discarded), for the test
     to interrupt."""
     return subprocess.Popen(
@@ -81,12 +81,14 @@ def start_transfer(run_dir: Path, source: Path, env: dict[str, str]) -> subproce
     )
 
 
-def query_running(target: Target, fragment: str) -> bool:
-    """Another session of the target is running a statement whose text contains `fragment`."""
+def query_running(target: Target, fragment: str, *, waiting_for_a_lock: bool = False) -> bool:
+    """Another session of the target is running a statement whose text contains `fragment`
+    (`waiting_for_a_lock`: and that statement waits for a lock)."""
+    waiting = " AND wait_event_type = 'Lock'" if waiting_for_a_lock else ""
     with connect(target) as conn:
         busy = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-            "AND query ILIKE %s",
+            f"AND query ILIKE %s{waiting}",
             (f"%{fragment}%",),
         )
         return busy.fetchone()[0] > 0

@@ -272,7 +272,7 @@ def test_pgbouncer_in_transaction_mode_is_refused_naming_the_direct_url_and_resu
     first = tmp_path / "first"
     prepare_transfer(source, first, env)
     # every other range loaded, none committing at the kill
-    with one_range_held(target, lambda: start_transfer(first, source, env)) as process:
+    with one_range_held(target, lambda: start_transfer(source, first, env)) as process:
         wait_for_complete_ranges(target, process, planned_ranges(target) - 1)
         kill_tree(process)
     killed = load_status(target)

@@ -114,14 +114,6 @@ def one_range_held(
                 conn.close()
 
 
-def wait_for_loading(target: Target, process: subprocess.Popen, limit: float = 120) -> None:
-    deadline = time.monotonic() + limit
-    while load_status(target)[0] != "loading":
-        assert process.poll() is None, "the run ended before its transfer began"
-        assert time.monotonic() < deadline, "the transfer did not begin"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("attempt", range(KILLS))
 def test_a_run_killed_during_the_transfer_ends_in_pass_when_run_again(
     source: Path, reference: dict, tmp_path: Path, attempt: int
@@ -132,7 +124,7 @@ def test_a_run_killed_during_the_transfer_ends_in_pass_when_run_again(
         prepare_transfer(source, first, env)
         # a random moment within the data load: after a random number of its key ranges (one
         # at least still loading at the kill)
-        with one_range_held(target, lambda: start_transfer(first, source, env)) as process:
+        with one_range_held(target, lambda: start_transfer(source, first, env)) as process:
             total = planned_ranges(target)
             wait_for_ranges(target, process, random.Random(attempt).randint(0, total - 1))
             kill_tree(process)

@@ -45,16 +45,6 @@ def applying(target: Target) -> bool:
     return query_running(target, "runbook_delta")
 
 
-def waiting_for_a_lock(target: Target) -> bool:
-    """Another session of the target's database waits for a lock (the sync, held by the test's)."""
-    with connect(target) as conn:
-        waiting = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
-        )
-        return waiting.fetchone()[0] > 0
-
-
 @pytest.fixture(scope="module")
 def bulk(tmp_path_factory) -> dict:
     """A sample, archived by `runbook run` into a fresh database, and the traffic after it."""
@@ -136,7 +126,7 @@ def test_a_sync_whose_server_goes_down_says_so_and_succeeds_again(
     try:
         output = scram_server.lost_during(
             process,
-            lambda: waiting_for_a_lock(target) and applying(target),
+            lambda: query_running(target, "runbook_delta", waiting_for_a_lock=True),
             "the apply waiting for the test's lock",
             "sync ended early",
             120,
