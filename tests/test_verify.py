@@ -156,6 +156,10 @@ JSON_DOCUMENTS = [
     '{"small": 1e-05, "big": 1e+16, "x": 0.5}',
     "[1e-07]",
     '{"t": -0.0}',
+    # blanks around the value (the decoder's path) and none (json's C scanner and encoder alone)
+    ' {"b": [1, 2], "a": "x"}\n',
+    '\t[{"k": 1}, {"kk": 2, "j": 3}]  ',
+    '[{"name":"\\ud50c\\ub808\\uc778","qty":112,"lot":"L2510"},{"origin":"\\uad6d\\uc0b0"}]',
 ]
 
 
