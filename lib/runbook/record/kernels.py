@@ -150,6 +150,7 @@ def _warm(steps: list[str]) -> list[str]:
     first = _imports(steps[0]) if steps else []
     later = [line for step in steps[1:] for line in _imports(step) if line not in first]
     lines = first + [FREEZE, STARTED]
+    lines += [] if PEAK_STEPS.intersection(steps) else [CHARTS_EARLY]
     lines += [BACKGROUND.format("\n".join(dict.fromkeys(later)))] if later else []
     return [f"--IPKernelApp.exec_lines={line}" for line in lines]
 
@@ -167,6 +168,11 @@ STARTED = f"{LAZY}.resume_collector()"
 
 
 BACKGROUND = LAZY + ".import_in_background({!r})"
+# matplotlib for the charts, loaded in the background as soon as the kernel answers (while the
+# runner finishes its checks), unless one of its steps sets the run's memory peak: 03's loader
+# processes (its notebook loads matplotlib once they have ended)
+CHARTS_EARLY = "__import__('runbook.record.charts', fromlist=['_']).prefetch()"
+PEAK_STEPS = {"transfer"}
 
 
 def start_kernel(steps: list[str]) -> Any:
