@@ -161,6 +161,27 @@ def test_01_and_02_share_a_kernel_and_03_and_04_another() -> None:
     assert kernels.kernel_groups(["cutover"]) == [["cutover"]]
 
 
+@pytest.mark.parametrize(
+    ("steps", "loaded"),
+    [(["backup", "schema"], True), (["transfer", "verify"], False), (["cutover"], False)],
+)
+def test_matplotlib_loads_from_the_kernel_s_start_only_where_its_first_notebook_loads_it(
+    steps: list[str], loaded: bool
+) -> None:
+    """01 and 04 load matplotlib in their first cell: their kernel starts that load when it
+    answers; 03 loads it after its loader processes (the run's memory peak), 05 not at all."""
+    kernel = kernels.start_kernel(steps)
+    try:
+        code = (
+            "import sys\nfrom runbook.record import lazy\nlazy.wait_for_loads()\n"
+            "print('matplotlib.figure' in sys.modules)"
+        )
+        printed, _ = _run(kernel, code)
+    finally:
+        kernels.stop_kernel(kernel)
+    assert printed.strip() == str(loaded)
+
+
 def _cell(*tags: str) -> dict[str, Any]:
     return {"cell_type": "code", "metadata": {"tags": list(tags)}}
 

@@ -63,16 +63,21 @@ def kernel_groups(steps: list[str]) -> list[list[str]]:
     return groups
 
 
-def _imports(step: str) -> list[str]:
-    """The import lines of a step notebook's first cell after its parameters."""
+def _first_cell(step: str) -> str:
+    """The source of a step notebook's first cell after its parameters."""
     cells = json.loads(notebook_path(step).read_text(encoding="utf-8"))["cells"]
     code = [
         c
         for c in cells
         if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", [])
     ]
-    source = "".join(code[0]["source"]) if code else ""
-    return [line for line in source.splitlines() if line.startswith(("from runbook", "import "))]
+    return "".join(code[0]["source"]) if code else ""
+
+
+def _imports(step: str) -> list[str]:
+    """The import lines of a step notebook's first cell after its parameters."""
+    lines = _first_cell(step).splitlines()
+    return [line for line in lines if line.startswith(("from runbook", "import "))]
 
 
 IOPUB_PROBE = 0.05  # seconds a connected IOPub channel takes to bring a request's idle status
@@ -150,7 +155,7 @@ def _warm(steps: list[str]) -> list[str]:
     first = _imports(steps[0]) if steps else []
     later = [line for step in steps[1:] for line in _imports(step) if line not in first]
     lines = first + [FREEZE, STARTED]
-    lines += [] if PEAK_STEPS.intersection(steps) else [CHARTS_EARLY]
+    lines += [CHARTS_EARLY] if steps and PREFETCH in _first_cell(steps[0]) else []
     lines += [BACKGROUND.format("\n".join(dict.fromkeys(later)))] if later else []
     return [f"--IPKernelApp.exec_lines={line}" for line in lines]
 
@@ -169,10 +174,11 @@ STARTED = f"{LAZY}.resume_collector()"
 
 BACKGROUND = LAZY + ".import_in_background({!r})"
 # matplotlib for the charts, loaded in the background as soon as the kernel answers (while the
-# runner finishes its checks), unless one of its steps sets the run's memory peak: 03's loader
-# processes (its notebook loads matplotlib once they have ended)
+# runner finishes its checks) when its first notebook would start that load in its first cell
+# (01, 04; not 03, which loads it once its loader processes, the run's memory peak, have ended,
+# nor 05, which draws inside the freeze window and was not measured with it)
+PREFETCH = "charts.prefetch()"
 CHARTS_EARLY = "__import__('runbook.record.charts', fromlist=['_']).prefetch()"
-PEAK_STEPS = {"transfer"}
 
 
 def start_kernel(steps: list[str]) -> Any:
