@@ -74,10 +74,9 @@ def _first_cell(step: str) -> str:
     return "".join(code[0]["source"]) if code else ""
 
 
-def _imports(step: str) -> list[str]:
-    """The import lines of a step notebook's first cell after its parameters."""
-    lines = _first_cell(step).splitlines()
-    return [line for line in lines if line.startswith(("from runbook", "import "))]
+def _imports(cell: str) -> list[str]:
+    """The import lines of a cell's source."""
+    return [line for line in cell.splitlines() if line.startswith(("from runbook", "import "))]
 
 
 IOPUB_PROBE = 0.05  # seconds a connected IOPub channel takes to bring a request's idle status
@@ -152,10 +151,11 @@ def _warm(steps: list[str]) -> list[str]:
     for them), so the first step does not wait for modules it does not use (measured, 01 and
     02 sharing a kernel that imported both before it answered: 01 waited 0.46-0.50 s for it,
     0.08-0.12 s for one importing 01's modules alone)."""
-    first = _imports(steps[0]) if steps else []
-    later = [line for step in steps[1:] for line in _imports(step) if line not in first]
+    first_cell = _first_cell(steps[0]) if steps else ""
+    first = _imports(first_cell)
+    later = [line for s in steps[1:] for line in _imports(_first_cell(s)) if line not in first]
     lines = first + [FREEZE, STARTED]
-    lines += [CHARTS_EARLY] if steps and PREFETCH in _first_cell(steps[0]) else []
+    lines += [CHARTS_EARLY] if PREFETCH in first_cell else []
     lines += [BACKGROUND.format("\n".join(dict.fromkeys(later)))] if later else []
     return [f"--IPKernelApp.exec_lines={line}" for line in lines]
 
