@@ -242,8 +242,9 @@ def test_a_value_the_gate_accepts_passes_every_check(target_type: str, affinity:
 
 
 @pytest.mark.parametrize("chunk_bytes", [4 << 20, 1])  # one chunk; chunks of 16 rows
+@pytest.mark.parametrize("fine_text", ["줄", "줄" * 800])  # short rows; 2.4 kB of Korean a row
 def test_text_that_is_not_utf8_or_holds_nul_is_found_beside_text_that_is_fine(
-    tmp_path, monkeypatch, chunk_bytes
+    tmp_path, monkeypatch, chunk_bytes, fine_text
 ) -> None:
     from runbook.engine import values
 
@@ -266,7 +267,7 @@ def test_text_that_is_not_utf8_or_holds_nul_is_found_beside_text_that_is_fine(
     conn.executemany("INSERT INTO t VALUES (?, CAST(? AS TEXT), CAST(? AS TEXT), ?)", rows[:5])
     conn.execute("UPDATE t SET j = CAST(j AS TEXT) WHERE id = 5")
     conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows[5:])
-    fine = [(8 + i, f"row {i}", "줄", "[]") for i in range(60)]  # chunks without a problem
+    fine = [(8 + i, f"row {i}", fine_text, "[]") for i in range(60)]  # chunks without a problem
     conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", fine)
     conn.commit()
     conn.close()
