@@ -238,3 +238,24 @@ def test_a_backup_changed_after_step_01_fails_the_audit(backed_up: Path) -> None
     problems = check_files(backed_up, {"files": listed})
     assert len(problems) == 1 and problems[0].startswith("CHANGED")
     assert "source-backup.db" in problems[0]
+
+
+@pytest.mark.parametrize("report", [False, True])
+@pytest.mark.parametrize("step", ["backup", "schema", "transfer", "verify", "cutover"])
+def test_the_html_is_the_page_nbconvert_makes(step: str, report: bool) -> None:
+    """The exporter leaves out HTMLExporter's pass through BeautifulSoup and adds its alt text
+    and tabindex attributes itself: read as BeautifulSoup reads it, the page is the one the
+    stock exporter makes, for every committed notebook (with its outputs) in both views."""
+    import nbformat
+    from bs4 import BeautifulSoup
+    from nbconvert import HTMLExporter
+
+    from runbook.record.export import NO_ALT_TEXT, new_exporter
+    from runbook.record.kernels import notebook_path
+
+    notebook = nbformat.read(notebook_path(step), as_version=4)
+    ours, _ = new_exporter(report).from_notebook_node(notebook)
+    stock, _ = new_exporter(report, HTMLExporter).from_notebook_node(notebook)
+    assert str(BeautifulSoup(ours, features="html.parser")) == stock
+    assert ours.count('tabindex="0"') == stock.count('tabindex="0"') > 0
+    assert ours.count(f'alt="{NO_ALT_TEXT}"') == stock.count(f'alt="{NO_ALT_TEXT}"') > 0

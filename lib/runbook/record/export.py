@@ -3,6 +3,7 @@ while the next step runs, and its outcome put into the step's record."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,27 +23,84 @@ OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 
 _EXPORTERS: dict[bool, tuple[Any, threading.Lock]] = {}  # per `report`: built once a process
 
+# what nbconvert's HTMLExporter adds to the template's page with BeautifulSoup (images without
+# alt text get nbconvert's own, cell inputs and outputs become focusable), added here to the
+# template's markup it is meant for; tests/test_audit.py holds the page to be the one the
+# stock exporter makes
+NO_ALT_TEXT = "No description has been provided for this image"
+_FOCUSABLE = re.compile(
+    r'<div class="(?:jp-Cell-inputWrapper|(?:[^"]*\s)?jp-OutputArea-output(?:\s[^"]*)?)"'
+)
+_IMAGE = re.compile(r"<img\b[^>]*>")
+
+
+def accessible(html: str) -> str:
+    """The page with nbconvert's accessibility attributes: tabindex="0" on every cell input and
+    output, alt text on every image that has none."""
+    html = _FOCUSABLE.sub(lambda found: f'{found[0]} tabindex="0"', html)
+    return _IMAGE.sub(
+        lambda found: (
+            found[0] if re.search(r"\salt=", found[0]) else f'{found[0][:-1]} alt="{NO_ALT_TEXT}">'
+        ),
+        html,
+    )
+
+
+def _exporter_class() -> type:
+    """nbconvert's HTMLExporter without its pass through BeautifulSoup: parsing the page again,
+    compiling soupsieve's selectors and printing the page again cost the run's exports 0.5 s
+    once and 0.06-0.09 s a notebook (measured on 2 vCPUs), for attributes `accessible` adds."""
+    from nbconvert import HTMLExporter
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+    class PlainHTMLExporter(HTMLExporter):
+        def from_notebook_node(self, nb: Any, resources: Any = None, **kw: Any) -> Any:
+            # HTMLExporter.from_notebook_node up to its BeautifulSoup pass (nbconvert 7.17)
+            langinfo = nb.metadata.get("language_info", {})
+            lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+            highlight = self.filters.get(
+                "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)
+            )
+            resources = self._init_resources(resources)
+            data_type = WidgetsDataTypeFilter(
+                notebook_metadata=self._nb_metadata, parent=self, resources=resources
+            )
+            self.register_filter("highlight_code", highlight)
+            self.register_filter("filter_data_type", data_type)
+            html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+            return accessible(html), resources
+
+    return PlainHTMLExporter
+
+
+def new_exporter(report: bool, kind: type | None = None) -> Any:
+    """An HTML exporter of the run's notebooks (`kind`: nbconvert's HTMLExporter or a subclass;
+    by default the one without the BeautifulSoup pass): lab template, offline, the injected
+    parameters hidden, and the code too for the `report` view."""
+    from jinja2 import DictLoader
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    exporter = (kind or _exporter_class())(
+        template_name="lab",
+        template_file="runbook-offline.html.j2",
+        extra_loaders=[DictLoader({"runbook-offline.html.j2": OFFLINE_TEMPLATE})],
+        exclude_input=report,
+    )
+    exporter.register_preprocessor(
+        TagRemovePreprocessor(remove_cell_tags={"injected-parameters"}, enabled=True),
+        enabled=True,
+    )
+    return exporter
+
 
 def _exporter(report: bool) -> tuple[Any, threading.Lock]:
     """The HTML exporter of the run's notebooks, built once and reused with its lock (an
     exporter loads and compiles its templates when built: measured, 0.09-0.14 s an export with
     a new one, 0.04-0.06 s with the same one)."""
     if report not in _EXPORTERS:
-        from jinja2 import DictLoader
-        from nbconvert import HTMLExporter
-        from nbconvert.preprocessors import TagRemovePreprocessor
-
-        exporter = HTMLExporter(
-            template_name="lab",
-            template_file="runbook-offline.html.j2",
-            extra_loaders=[DictLoader({"runbook-offline.html.j2": OFFLINE_TEMPLATE})],
-            exclude_input=report,
-        )
-        exporter.register_preprocessor(
-            TagRemovePreprocessor(remove_cell_tags={"injected-parameters"}, enabled=True),
-            enabled=True,
-        )
-        _EXPORTERS.setdefault(report, (exporter, threading.Lock()))
+        _EXPORTERS.setdefault(report, (new_exporter(report), threading.Lock()))
     return _EXPORTERS[report]
 
 
@@ -107,7 +165,7 @@ class Exports:
     def warm(self, notebook: Path, report: bool) -> None:
         """Render `notebook` (a committed one) in memory, nothing written, before the first
         export: what an exporter does once a process (its templates compiled, the regular
-        expressions of pygments' lexer and of the accessibility pass's CSS selectors) is then
+        expressions of pygments' lexer) is then
         done while the first step runs, not beside the second (measured: 0.39 s the first
         export of a process, 0.04 s the next ones; nbconvert's import 0.16 s), the cyclic
         collector paused while it loads (`lazy.collector_paused`)."""
