@@ -46,3 +46,40 @@ def test_what_a_setup_opened_is_closed_after_the_last_job(tmp_path) -> None:
                      "test_workers:double", done.__setitem__)  # fmt: skip
     assert done == {0: 0, 1: 2, 2: 4}
     assert [m.read_text() for m in markers] == ["closed after the last job"] * 2
+
+
+def mark_open(folder: str):
+    """A setup that leaves a file named by its process id, saying "open", and what closes it."""
+    import os
+    from pathlib import Path
+
+    marker = Path(folder) / str(os.getpid())
+    marker.write_text("open")
+    return lambda: marker.write_text("closed")
+
+
+def double_and_pid(job: int) -> tuple[int, int]:
+    import os
+
+    return 2 * job, os.getpid()
+
+
+def test_workers_started_ahead_take_the_jobs_and_the_rest_end_cleanly(tmp_path, capfd) -> None:
+    """Processes started ahead run the jobs (no other is started); the one left over is told
+    there is no work, closes what its setup opened and ends without a traceback."""
+    from runbook.core.workers import start_workers, stop_workers
+
+    setup, work = "test_workers:mark_open", "test_workers:double_and_pid"
+    ahead = start_workers(3, setup, (str(tmp_path),), work)
+    pids = {process.pid for process, _ in ahead}
+    done: dict[int, tuple[int, int]] = {}
+    in_processes([(n, n) for n in range(5)], 2, setup, (str(tmp_path),), work, done.__setitem__,
+                 ahead)  # fmt: skip
+    assert {n: result for n, (result, _) in done.items()} == {n: 2 * n for n in range(5)}
+    assert {pid for _, pid in done.values()} < pids and len(ahead) == 1
+    stop_workers(ahead)
+    assert ahead == []
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        str(pid): "closed" for pid in pids
+    }
+    assert "Traceback" not in capfd.readouterr().err

@@ -111,6 +111,27 @@ def _stop(started: list[tuple[subprocess.Popen, Any]], failed: bool) -> None:
         results.close()
 
 
+Started = list[tuple[subprocess.Popen, Any]]  # worker processes and the pipes of their results
+
+
+def start_workers(count: int, setup: str, arguments: tuple, work: str) -> Started:
+    """`count` worker processes started ahead of their jobs, each running `setup(*arguments)`
+    as it starts (its interpreter, imports and setup beside the caller's own work):
+    `in_processes(ahead=…)` takes them, `stop_workers` ends those it did not take."""
+    return [_start(setup, arguments, work) for _ in range(count)]
+
+
+def stop_workers(ahead: Started) -> None:
+    """End workers started ahead that got no job: told there is none, so each closes what its
+    setup opened and ends without a traceback."""
+    for process, _ in ahead:
+        with suppress(OSError, ValueError):
+            pickle.dump(None, process.stdin)
+            process.stdin.flush()
+    _stop(ahead, failed=False)
+    ahead.clear()
+
+
 def in_processes(
     jobs: list[tuple[Any, Any]],
     workers: int,
@@ -118,12 +139,15 @@ def in_processes(
     arguments: tuple,
     work: str,
     done: Callable[[Any, Any], None],
+    ahead: Started | None = None,
 ) -> None:
     """Run `work(payload)` ("module:function") for each (key, payload) job, in the order given,
-    on `workers` processes that each ran `setup(*arguments)` first; `done(key, result)` is
-    called here as each finishes. The first error stops them all and is raised as WorkerError."""
+    on `workers` processes that each ran `setup(*arguments)` first (taken out of `ahead`, the
+    ones `start_workers` started with the same setup and work, before any is started here);
+    `done(key, result)` is called here as each finishes. The first error stops them all and is
+    raised as WorkerError."""
     pending = list(jobs)
-    started: list[tuple[subprocess.Popen, Any]] = []
+    started: Started = []
     selector = selectors.DefaultSelector()
     failed = True
 
@@ -134,7 +158,7 @@ def in_processes(
 
     try:
         for _ in range(min(workers, len(jobs))):
-            process, results = _start(setup, arguments, work)
+            process, results = ahead.pop(0) if ahead else _start(setup, arguments, work)
             started.append((process, results))
             current: list = [None]
             selector.register(results, selectors.EVENT_READ, (process, results, current))

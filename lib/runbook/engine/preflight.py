@@ -13,6 +13,7 @@ from runbook.columns.rules import SUGGESTIONS, column_rule_hint
 from runbook.core import source as sqlite_source
 from runbook.core.errors import RunbookError
 from runbook.core.source import quote_ident
+from runbook.core.workers import Started
 from runbook.engine.findings import Findings, key_select, shorten
 from runbook.engine.references import scan_dependents, scan_orphans, scan_references
 from runbook.engine.values import scan_in_parts, scan_values
@@ -139,20 +140,22 @@ def scan(
     plans: list[ColumnPlan],
     checks: dict[str, list[tuple[str, str]]] | None = None,
     orphans: list[dict] | None = None,
+    ahead: Started | None = None,
 ) -> dict[str, Any]:
     """Run every conversion's misfit predicates, the NOT NULL, unique-key, CHECK (`checks`:
     per table, the target's (name, SQLite expression)) and foreign-key checks (`orphans`: the
     backup's whole `PRAGMA foreign_key_check`, when step 01 has it), and follow foreign keys to
-    the rows that depend on a misfit row; returns counts per (table, column, kind), the first
-    MAX_LISTED findings, and the identity of every row that cannot be loaded (its rowid, or its
-    primary key's text in a WITHOUT ROWID table)."""
+    the rows that depend on a misfit row, the values scanned by the processes started `ahead`
+    (`values.start_scanners`) where there are some; returns counts per (table, column, kind),
+    the first MAX_LISTED findings, and the identity of every row that cannot be loaded (its
+    rowid, or its primary key's text in a WITHOUT ROWID table)."""
     conn = open_source(backup)
     tables = {t.name: t for t in sqlite_source.reflect(conn)}
     found = Findings()
     seconds: dict[str, float] = {}  # what the scan cost, per table and for the foreign keys
     try:
         planned = by_table(plans)
-        parts = scan_in_parts(backup, conn, {n: tables[n] for n in planned}, planned)
+        parts = scan_in_parts(backup, conn, {n: tables[n] for n in planned}, planned, ahead)
         for table_name, table_plans in planned.items():
             recorded, spent = parts[table_name]
             clock = time.perf_counter()

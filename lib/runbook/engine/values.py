@@ -17,7 +17,7 @@ from runbook.columns.rules import misfit_kind
 from runbook.columns.types import NUL_OR_NOT_UTF8
 from runbook.core import source as sqlite_source
 from runbook.core.source import quote_ident
-from runbook.core.workers import in_processes
+from runbook.core.workers import Started, in_processes, start_workers
 from runbook.engine.findings import Findings, shorten
 
 Source = Any  # a source connection: the standard module's (sqlite3) or apsw's
@@ -67,7 +67,12 @@ def _text_findings(value: object, kinds: set[str]) -> list[str]:
     return failed + (["invalid_utf8"] if "invalid_utf8" in kinds and invalid_utf8(value) else [])
 
 
-TEXT_CHUNK_BYTES = 4 << 20  # a row range's text, joined in SQLite, checked in one Python call
+# a row range's text, joined in SQLite, checked in one Python call: a scanning process holds it
+# about four times over (SQLite's string, Python's bytes and str, the allocator's slack; wide
+# scale 1, a process's peak: 4 MiB chunks 44.7 MiB, 256 KiB 27.5, rows checked one by one 27.3),
+# and its processes run at step 02's peak of memory; orders of wide scale 1 took 3.0-3.1 s in
+# chunks of 256 KiB, 3.1-3.2 s of 1 MiB, 3.2-3.8 s of 4 MiB
+TEXT_CHUNK_BYTES = 256 << 10
 MAX_FLAGGED = 64  # flagged chunks named in the row check; more: every row of the range checked
 
 
@@ -96,8 +101,8 @@ def _chunk_pass(
     check and the values scan in one pass instead of two, wide scale 1's temperature logs:
     0.85 -> 0.72 s). Long text too, a chunk then holding fewer rows (measured on 2 vCPUs
     where a Python call costs three times what it did when long text was checked per row:
-    orders of wide scale 1, 2.4 kB a row, 3.0-3.3 s against 3.7-4.0 s per row; of standard
-    scale 1, 380 bytes a row, 0.86-0.88 s against 1.02-1.14 s)."""
+    orders of wide scale 1, 2.4 kB a row, 3.0-3.1 s against 3.7-4.3 s per row; of standard
+    scale 1, 380 bytes a row, 0.69-0.87 s against 0.99-1.01 s)."""
     joined = _joined_text(texts)
     low, high = bounds
     average = conn.execute(  # the rows of a chunk: its text about TEXT_CHUNK_BYTES
@@ -312,20 +317,36 @@ def _scan_part(job: tuple[list[ColumnPlan], tuple[int, int] | None]) -> tuple[li
     return _scan_range(_PART["conn"], _PART["tables"], job)
 
 
+_OPEN_PART = "runbook.engine.values:_open_part"
+_SCAN_PART = "runbook.engine.values:_scan_part"
+
+
+def start_scanners(backup: str, rows: int) -> Started:
+    """The scanning processes of a backup of `rows` rows, started ahead of the scan (their
+    interpreter, imports and the backup opened while the schema is created: 0.2 s a process on
+    2 vCPUs); none where the scan runs in the kernel (`scan_in_parts`)."""
+    if rows <= IN_PROCESS_ROWS or PROCESSES < 2:
+        return []
+    return start_workers(PROCESSES, _OPEN_PART, (backup,), _SCAN_PART)
+
+
 def scan_in_parts(
     backup: str,
     conn: sqlite3.Connection,
     tables: dict[str, sqlite_source.Table],
     plans: dict[str, list[ColumnPlan]],
+    ahead: Started | None = None,
 ) -> dict[str, tuple[list[tuple], float]]:
-    """The values scan of every table, its ranges in PROCESSES processes when the database has
-    more than IN_PROCESS_ROWS rows (largest ranges first): per table, its findings in one pass's
-    order and the seconds its ranges took, summed. Processes, not threads: the UTF-8 check is
-    a Python call, and threads making it waited on each other's GIL (measured, 1.2M rows: one
-    thread 2.6 s, two threads 7.5 s; the scan of scale 1 in two processes 2.2 s)."""
+    """The values scan of every table, its ranges in PROCESSES processes (those started
+    `ahead` first) when the database has more than IN_PROCESS_ROWS rows or processes were
+    started for it (largest ranges first): per table, its findings in one pass's order and
+    the seconds its ranges took, summed. Processes, not threads: the UTF-8 check is a Python
+    call, and threads making it waited on each other's GIL (measured, 1.2M rows: one thread
+    2.6 s, two threads 7.5 s; the scan of scale 1 in two processes 2.2 s)."""
     tasks = [(name, *cut) for name in plans for cut in _ranges(conn, tables[name])]
     done: dict[int, tuple[list[tuple], float]] = {}
-    if sum(rows for _, rows, _ in tasks) <= IN_PROCESS_ROWS or PROCESSES < 2:
+    small = sum(rows for _, rows, _ in tasks) <= IN_PROCESS_ROWS
+    if (small or PROCESSES < 2) and not ahead:
         fast = open_fast_source(backup)  # the SQLite the processes would scan with
         try:
             for index, (name, _, bounds) in enumerate(tasks):
@@ -337,10 +358,11 @@ def scan_in_parts(
         in_processes(
             [(index, (plans[tasks[index][0]], tasks[index][2])) for index in order],
             PROCESSES,
-            "runbook.engine.values:_open_part",
+            _OPEN_PART,
             (backup,),
-            "runbook.engine.values:_scan_part",
+            _SCAN_PART,
             done.__setitem__,
+            ahead,
         )
     parts: dict[str, tuple[list[tuple], float]] = {name: ([], 0.0) for name in plans}
     for index, (name, _, _) in enumerate(tasks):
