@@ -337,10 +337,10 @@ def test_a_scan_in_rowid_ranges_finds_what_one_pass_finds(dirty, plans, monkeypa
     monkeypatch.setattr(values, "PROCESSES", 3)
     monkeypatch.setattr(values, "IN_PROCESS_ROWS", 0)  # in worker processes
     in_ranges = scan(str(dirty[0]), plans)
-    ahead = values.start_scanners(str(dirty[0]), rows=1)  # as step 02 starts them
-    assert len(ahead) == 3
-    started_ahead = scan(str(dirty[0]), plans, ahead=ahead)
-    assert ahead == []  # every one took ranges
+    with values.scanners_ahead(str(dirty[0]), rows=1) as ahead:  # as step 02 starts them
+        assert len(ahead) == 3
+        started_ahead = scan(str(dirty[0]), plans, ahead=ahead)
+        assert ahead == []  # every one took ranges
     seconds = whole.pop("seconds").keys()
     assert in_ranges.pop("seconds").keys() == seconds == started_ahead.pop("seconds").keys()
     assert in_ranges == whole == started_ahead  # the same findings, in the same order

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import groupby
 from typing import Any, NamedTuple
 
@@ -17,7 +19,7 @@ from runbook.columns.rules import misfit_kind
 from runbook.columns.types import NUL_OR_NOT_UTF8
 from runbook.core import source as sqlite_source
 from runbook.core.source import quote_ident
-from runbook.core.workers import Started, in_processes, start_workers
+from runbook.core.workers import Started, in_processes, start_workers, stop_workers
 from runbook.engine.findings import Findings, shorten
 
 Source = Any  # a source connection: the standard module's (sqlite3) or apsw's
@@ -69,7 +71,7 @@ def _text_findings(value: object, kinds: set[str]) -> list[str]:
 
 # a row range's text, joined in SQLite, checked in one Python call: a scanning process holds it
 # about four times over (SQLite's string, Python's bytes and str, the allocator's slack; wide
-# scale 1, a process's peak: 4 MiB chunks 44.7 MiB, 256 KiB 27.5, rows checked one by one 27.3),
+# scale 1, a process's peak: 4 MiB chunks 44.7 MiB, 256 KiB 27.5, rows checked one by one 31.9),
 # and its processes run at step 02's peak of memory; orders of wide scale 1 took 3.0-3.1 s in
 # chunks of 256 KiB, 3.1-3.2 s of 1 MiB, 3.2-3.8 s of 4 MiB
 TEXT_CHUNK_BYTES = 256 << 10
@@ -321,13 +323,21 @@ _OPEN_PART = "runbook.engine.values:_open_part"
 _SCAN_PART = "runbook.engine.values:_scan_part"
 
 
-def start_scanners(backup: str, rows: int) -> Started:
+@contextmanager
+def scanners_ahead(backup: str, rows: int) -> Iterator[Started]:
     """The scanning processes of a backup of `rows` rows, started ahead of the scan (their
     interpreter, imports and the backup opened while the schema is created: 0.2 s a process on
-    2 vCPUs); none where the scan runs in the kernel (`scan_in_parts`)."""
-    if rows <= IN_PROCESS_ROWS or PROCESSES < 2:
-        return []
-    return start_workers(PROCESSES, _OPEN_PART, (backup,), _SCAN_PART)
+    2 vCPUs; none where the scan runs in the kernel, `scan_in_parts`); those the scan did not
+    take, every one when it did not run, are ended on leaving."""
+    ahead = (
+        []
+        if rows <= IN_PROCESS_ROWS or PROCESSES < 2
+        else start_workers(PROCESSES, _OPEN_PART, (backup,), _SCAN_PART)
+    )
+    try:
+        yield ahead
+    finally:
+        stop_workers(ahead)
 
 
 def scan_in_parts(

@@ -32,18 +32,19 @@ _FOCUSABLE = re.compile(
     r'<div class="(?:jp-Cell-inputWrapper|(?:[^"]*\s)?jp-OutputArea-output(?:\s[^"]*)?)"'
 )
 _IMAGE = re.compile(r"<img\b[^>]*>")
+_ALT = re.compile(r"\salt=")
+
+
+def _with_alt(image: re.Match) -> str:
+    tag = image[0]
+    return tag if _ALT.search(tag) else f'{tag[:-1]} alt="{NO_ALT_TEXT}">'
 
 
 def accessible(html: str) -> str:
     """The page with nbconvert's accessibility attributes: tabindex="0" on every cell input and
     output, alt text on every image that has none."""
     html = _FOCUSABLE.sub(lambda found: f'{found[0]} tabindex="0"', html)
-    return _IMAGE.sub(
-        lambda found: (
-            found[0] if re.search(r"\salt=", found[0]) else f'{found[0][:-1]} alt="{NO_ALT_TEXT}">'
-        ),
-        html,
-    )
+    return _IMAGE.sub(_with_alt, html)
 
 
 def _exporter_class() -> type:

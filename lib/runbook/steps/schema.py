@@ -25,11 +25,10 @@ from runbook.core.target import (
     qualified,
     translated,
 )
-from runbook.core.workers import stop_workers
 from runbook.engine import ddl, ledger, replace
 from runbook.engine.preflight import require_policy, scan
 from runbook.engine.snapshot import FK_PROBLEMS_KEPT
-from runbook.engine.values import start_scanners
+from runbook.engine.values import scanners_ahead
 
 
 def alembic_head() -> str:
@@ -330,27 +329,24 @@ def prepare(
     if mode not in SCHEMA_MODES:
         raise RunbookError(f"unknown schema mode {mode!r}", fix="use 'alembic' or 'reflect'")
     require_policy(on_bad_rows)
-    backup = str(run.backup_path)
+    backup, recorded = str(run.backup_path), run.read("backup")
+    rows = sum(recorded.get("row_counts", {}).values())
     # the scan's processes start while the schema is created: they need only the backup
-    ahead = start_scanners(backup, sum(run.read("backup").get("row_counts", {}).values()))
-    try:
-        with translated(target, "the schema step", AGAIN):
-            step = StepTransaction(target, alembic=mode == "alembic")
-            written = False
-            try:
-                created = _create(step, run, mode, replace_target)
-                reflected = created["reflected"]
-                tables = reflected and reflected["tables"]
-                plans = column_map(backup, step.pg, column_rules, tables)
-                checks, orphans = translated_checks(reflected), _orphans_known(run)
-                preflight = scan(backup, plans, checks, orphans, ahead)
-                written = not (preflight["total"] and on_bad_rows == "stop")
-            finally:
-                step.finish(commit=written)
-    finally:
-        stop_workers(ahead)  # those the scan did not take: every one when it did not run
+    with scanners_ahead(backup, rows) as ahead, translated(target, "the schema step", AGAIN):
+        step = StepTransaction(target, alembic=mode == "alembic")
+        written = False
+        try:
+            created = _create(step, run, mode, replace_target)
+            reflected = created["reflected"]
+            tables = reflected and reflected["tables"]
+            plans = column_map(backup, step.pg, column_rules, tables)
+            checks, orphans = translated_checks(reflected), _orphans_known(run)
+            preflight = scan(backup, plans, checks, orphans, ahead)
+            written = not (preflight["total"] and on_bad_rows == "stop")
+        finally:
+            step.finish(commit=written)
     result = {
-        "backup_sha256": run.read("backup")["sha256"],
+        "backup_sha256": recorded["sha256"],
         "mode": mode,
         "written": written,
         **created,
