@@ -116,8 +116,7 @@ chart shows no misfits (or you chose how to handle them), and the last line says
         (
             "code",
             "result = schema.prepare(\n"
-            "    step.run, step.target, column_rules, schema_mode, replace_target, on_bad_rows,\n"
-            "    before_scan=charts.draw_misfits_ahead,  # a clean scan's chart drawn meanwhile\n"
+            "    step.run, step.target, column_rules, schema_mode, replace_target, on_bad_rows\n"
             ")",
             LIBRARY,
         ),

@@ -154,35 +154,6 @@ def test_the_load_charts_drawn_ahead_are_shown_only_for_the_rows_they_were_drawn
     assert redrawn.data == charts.throughput_chart({"tables": copy.deepcopy(other)}).data
 
 
-def test_the_misfits_chart_drawn_ahead_is_shown_only_for_a_clean_scan_of_those_tables(
-    fresh_target, tmp_path: Path
-) -> None:
-    from coldchain.sample import generate
-    from runbook.core.run import RunFolder
-    from runbook.record import charts
-    from runbook.steps import backup, schema
-
-    source = tmp_path / "source.db"
-    generate(source, scale=0.001, seed=7)
-    run = RunFolder(tmp_path / "run")
-    run.path.mkdir()
-    backup.snapshot(source, run)
-    seen: list[list[str]] = []
-    result = schema.prepare(run, fresh_target, before_scan=seen.append)
-    tables = list(dict.fromkeys(column["table"] for column in result["columns"]))
-    assert seen == [tables] and result["preflight"]["summary"] == []  # once; the chart's tables
-    charts.draw_misfits_ahead(tables)
-    chart = charts.misfits_chart(result)
-    assert chart.data.startswith(b"\x89PNG")
-    assert charts.misfits_chart(result) is chart  # drawn once, ahead
-    found = [{"table": tables[0], "kind": "wrong_type", "count": 2}]
-    with_misfits = {**result, "preflight": {**result["preflight"], "summary": found}}
-    drawn_now = charts.misfits_chart(with_misfits)  # not the clean scan drawn ahead
-    assert drawn_now is not chart and drawn_now.data != chart.data
-    other_order = {**result, "columns": result["columns"][::-1]}
-    assert charts.misfits_chart(other_order) is not chart
-
-
 def test_the_backup_charts_drawn_ahead_are_those_of_the_copy_as_step_01_described_it(
     tmp_path: Path,
 ) -> None:

@@ -44,8 +44,7 @@ def _load_matplotlib() -> None:
     hangul.cjk_font()
 
 
-# charts drawn ahead (`draw_ahead`, `draw_backup_ahead`, `draw_misfits_ahead`), by chart and what
-# they were drawn of
+# charts drawn ahead (`draw_ahead`, `draw_backup_ahead`), by chart and what they were drawn of
 _AHEAD: dict[tuple[str, str], Image | str] = {}
 TOP_CLIENTS = 12  # the clients step 01's chart shows
 
@@ -192,24 +191,11 @@ def _client_orders(backup_path: str | Path, top: int = TOP_CLIENTS) -> Image | s
     )
 
 
-def draw_misfits_ahead(tables: list[str]) -> None:
-    """Step 02's `before_scan`: draw the misfits chart of a scan that finds nothing in these
-    tables in a background thread while the scan runs (the kernel waits on the scanning
-    processes meanwhile; measured: 0.12-0.16 s of 02's display, on 2 vCPUs). `misfits_chart`
-    returns it when the scan found nothing in exactly these tables, else draws its own."""
-    _draw_in_background({("misfits", _rows_key([tables, []])): lambda: _misfits(tables, [])})
-
-
 def misfits_chart(schema: dict[str, Any]) -> Image:
     """Preflight misfits per table, stacked by kind; every mapped table is listed, so a chart of
     zero bars says that each table was scanned and nothing was found."""
     tables = list(dict.fromkeys(c["table"] for c in schema["columns"]))
     summary = schema["preflight"]["summary"]
-    drawn = _drawn_ahead("misfits", _rows_key([tables, summary]))
-    return drawn or _misfits(tables, summary)
-
-
-def _misfits(tables: list[str], summary: list[dict[str, Any]]) -> Image:
     kinds = sorted({row["kind"] for row in summary})
     total = sum(row["count"] for row in summary)
     with matplotlib.rc_context(_fonts()):

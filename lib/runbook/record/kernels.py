@@ -45,7 +45,7 @@ KERNEL_ARGUMENTS = [
 # processes lifted the run's peak from 281 to 346 MiB. A kernel starts early: the first with
 # the runner's checks, importing what 01 imports and then, in the background while 01 works,
 # what 02 imports (`_warm`); 03's once 02 has returned from its library call (its preflight
-# processes gone) while 02 shows its results and is exported. The modules keep only caches
+# processes gone) while 02 draws its charts and is exported. The modules keep only caches
 # between notebooks; nbval and the interrupted-notebook test run each notebook in a kernel of
 # its own, as JupyterLab does.
 KERNEL_GROUPS = (("backup", "schema"), ("transfer", "verify"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -321,14 +320,12 @@ def prepare(
     mode: str = "alembic",
     replace_target: bool = False,
     on_bad_rows: str = "stop",
-    before_scan: Callable[[list[str]], None] | None = None,
 ) -> dict[str, Any]:
     """Create the schema (the application's Alembic migrations, or one reflected from the
     SQLite file), map the columns, scan the backup for misfits, and record all three in
     `schema.json` (tied to the backup's sha256, so the transfer need not scan again). All of
     it is one transaction on the target, committed only when the step passes: when the
-    preflight stops the run (`on_bad_rows="stop"` and misfits), nothing was written.
-    `before_scan` is called with the mapped source tables, in order, as the scan starts."""
+    preflight stops the run (`on_bad_rows="stop"` and misfits), nothing was written."""
     if mode not in SCHEMA_MODES:
         raise RunbookError(f"unknown schema mode {mode!r}", fix="use 'alembic' or 'reflect'")
     require_policy(on_bad_rows)
@@ -344,8 +341,6 @@ def prepare(
             tables = reflected and reflected["tables"]
             plans = column_map(backup, step.pg, column_rules, tables)
             checks, orphans = translated_checks(reflected), _orphans_known(run)
-            if before_scan:
-                before_scan(list(dict.fromkeys(plan.table for plan in plans)))
             preflight = scan(backup, plans, checks, orphans, ahead)
             written = not (preflight["total"] and on_bad_rows == "stop")
         finally:
