@@ -146,7 +146,7 @@ def scan(
     per table, the target's (name, SQLite expression)) and foreign-key checks (`orphans`: the
     backup's whole `PRAGMA foreign_key_check`, when step 01 has it), and follow foreign keys to
     the rows that depend on a misfit row, the values scanned by the processes started `ahead`
-    (`values.start_scanners`) where there are some; returns counts per (table, column, kind),
+    (`values.scanners_ahead`) where there are some; returns counts per (table, column, kind),
     the first MAX_LISTED findings, and the identity of every row that cannot be loaded (its
     rowid, or its primary key's text in a WITHOUT ROWID table)."""
     conn = open_source(backup)

@@ -319,6 +319,11 @@ def _scan_part(job: tuple[list[ColumnPlan], tuple[int, int] | None]) -> tuple[li
     return _scan_range(_PART["conn"], _PART["tables"], job)
 
 
+def _scanned_here(rows: int) -> bool:
+    """Whether a scan of `rows` rows runs in the calling process (a process costs ~0.1 s)."""
+    return rows <= IN_PROCESS_ROWS or PROCESSES < 2
+
+
 _OPEN_PART = "runbook.engine.values:_open_part"
 _SCAN_PART = "runbook.engine.values:_scan_part"
 
@@ -329,11 +334,8 @@ def scanners_ahead(backup: str, rows: int) -> Iterator[Started]:
     interpreter, imports and the backup opened while the schema is created: 0.2 s a process on
     2 vCPUs; none where the scan runs in the kernel, `scan_in_parts`); those the scan did not
     take, every one when it did not run, are ended on leaving."""
-    ahead = (
-        []
-        if rows <= IN_PROCESS_ROWS or PROCESSES < 2
-        else start_workers(PROCESSES, _OPEN_PART, (backup,), _SCAN_PART)
-    )
+    here = _scanned_here(rows)
+    ahead = [] if here else start_workers(PROCESSES, _OPEN_PART, (backup,), _SCAN_PART)
     try:
         yield ahead
     finally:
@@ -355,8 +357,7 @@ def scan_in_parts(
     2.6 s, two threads 7.5 s; the scan of scale 1 in two processes 2.2 s)."""
     tasks = [(name, *cut) for name in plans for cut in _ranges(conn, tables[name])]
     done: dict[int, tuple[list[tuple], float]] = {}
-    small = sum(rows for _, rows, _ in tasks) <= IN_PROCESS_ROWS
-    if (small or PROCESSES < 2) and not ahead:
+    if _scanned_here(sum(rows for _, rows, _ in tasks)) and not ahead:
         fast = open_fast_source(backup)  # the SQLite the processes would scan with
         try:
             for index, (name, _, bounds) in enumerate(tasks):
