@@ -289,6 +289,42 @@ def test_text_that_is_not_utf8_or_holds_nul_is_found_beside_text_that_is_fine(
     assert nul == {(7, "a"), (7, "b"), (7, "j")}
 
 
+def test_sparse_rowids_make_no_more_ranges_or_chunks_than_rows(tmp_path) -> None:
+    """Rowids far apart (an epoch in milliseconds, as some applications key their rows) are
+    cut by rows, not by their span: three rows over 2e10 rowids are one range, read in no
+    more chunks than it has rows, and the misfit among them is found."""
+    from runbook.columns.conversions import conversion_for, register_functions
+    from runbook.core import source as sqlite_source
+    from runbook.engine import scanners, values
+
+    path = tmp_path / "sparse.db"
+    ids = [1_700_000_000_000, 1_700_000_000_001, 1_720_000_000_000]
+    with closing(sqlite3.connect(path)) as lite:
+        lite.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        rows = [(ids[0], "a"), (ids[1], "b"), (ids[2], "c\x00")]
+        lite.executemany("INSERT INTO notes VALUES (?, ?)", rows)
+        lite.commit()
+    plans = [
+        ColumnPlan("notes", "id", "INTEGER", "bigint", False, conversion_for("bigint").name),
+        ColumnPlan("notes", "body", "TEXT", "text", True, conversion_for("text").name),
+    ]
+    table = sqlite_source.tables_of(path)["notes"]
+    with closing(sqlite3.connect(path)) as conn:
+        register_functions(conn)
+        assert scanners._ranges(conn, table, None) == [(3, (ids[0], ids[2]))]
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        found = values.Recorded()
+        only = f"rowid BETWEEN {ids[0]} AND {ids[2]}"
+        values.scan_values(conn, table, plans, found, only, (ids[0], ids[2]))
+    assert 1 <= len([sql for sql in statements if "group_concat(CASE WHEN" in sql]) <= 3
+    assert [(f[0], f[2], f[3], f[4]) for f in found] == [
+        ("notes", {"id": ids[2]}, "body", "nul_character")
+    ]
+    whole = scan(str(path), plans)["findings"]
+    assert [(f["pk"], f["kind"]) for f in whole] == [({"id": ids[2]}, "nul_character")]
+
+
 def test_year_0000_which_postgresql_refuses_is_a_misfit(fresh_target: Target, tmp_path) -> None:
     """SQLite's dates count a year 0000, PostgreSQL's do not: such a value is found before a row
     is written (the binary load would have stored it as 1 BC), and what the preflight lets by
@@ -336,14 +372,14 @@ def test_year_0000_which_postgresql_refuses_is_a_misfit(fresh_target: Target, tm
 
 
 def test_a_scan_in_rowid_ranges_finds_what_one_pass_finds(dirty, plans, monkeypatch) -> None:
-    from runbook.engine import values
+    from runbook.engine import scanners
 
     whole = scan(str(dirty[0]), plans)
-    monkeypatch.setattr(values, "SPLIT_ROWS", 3)  # every table in ranges of 3 rowids
-    monkeypatch.setattr(values, "PROCESSES", 3)
-    monkeypatch.setattr(values, "IN_PROCESS_ROWS", 0)  # in worker processes
+    monkeypatch.setattr(scanners, "SPLIT_ROWS", 3)  # every table in ranges of about 3 rows
+    monkeypatch.setattr(scanners, "PROCESSES", 3)
+    monkeypatch.setattr(scanners, "IN_PROCESS_ROWS", 0)  # in worker processes
     in_ranges = scan(str(dirty[0]), plans)
-    with values.scanners_ahead(str(dirty[0]), rows=1) as ahead:  # as step 02 starts them
+    with scanners.scanners_ahead(str(dirty[0]), rows=1) as ahead:  # as step 02 starts them
         assert len(ahead) == 3
         started_ahead = scan(str(dirty[0]), plans, ahead=ahead)
         assert ahead == []  # every one took ranges
@@ -389,11 +425,11 @@ def test_a_key_or_value_that_is_not_utf8_is_reported_as_stored(
     """The scan reads through apsw, which decodes text strictly: a finding's key and value that
     are not UTF-8 still come back, as the standard module shows them (surrogates)."""
     from runbook.columns.conversions import conversion_for
-    from runbook.engine import values
+    from runbook.engine import scanners
 
     if in_processes:
-        monkeypatch.setattr(values, "PROCESSES", 2)
-        monkeypatch.setattr(values, "IN_PROCESS_ROWS", 0)
+        monkeypatch.setattr(scanners, "PROCESSES", 2)
+        monkeypatch.setattr(scanners, "IN_PROCESS_ROWS", 0)
     path = tmp_path / "keys.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE k (code TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID")

@@ -16,7 +16,8 @@ from runbook.core.source import quote_ident
 from runbook.core.workers import Started
 from runbook.engine.findings import Findings, key_select, shorten
 from runbook.engine.references import scan_dependents, scan_orphans, scan_references
-from runbook.engine.values import scan_in_parts, scan_values
+from runbook.engine.scanners import scan_in_parts
+from runbook.engine.values import scan_values
 
 POLICIES = ("stop", "reject")
 REASONS = {
@@ -141,12 +142,14 @@ def scan(
     checks: dict[str, list[tuple[str, str]]] | None = None,
     orphans: list[dict] | None = None,
     ahead: Started | None = None,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run every conversion's misfit predicates, the NOT NULL, unique-key, CHECK (`checks`:
     per table, the target's (name, SQLite expression)) and foreign-key checks (`orphans`: the
     backup's whole `PRAGMA foreign_key_check`, when step 01 has it), and follow foreign keys to
     the rows that depend on a misfit row, the values scanned by the processes started `ahead`
-    (`values.scanners_ahead`) where there are some; returns counts per (table, column, kind),
+    (`scanners.scanners_ahead`) where there are some, in ranges cut by the rows of each table
+    (`counts`: the backup's census, else counted); returns counts per (table, column, kind),
     the first MAX_LISTED findings, and the identity of every row that cannot be loaded (its
     rowid, or its primary key's text in a WITHOUT ROWID table)."""
     conn = open_source(backup)
@@ -155,7 +158,8 @@ def scan(
     seconds: dict[str, float] = {}  # what the scan cost, per table and for the foreign keys
     try:
         planned = by_table(plans)
-        parts = scan_in_parts(backup, conn, {n: tables[n] for n in planned}, planned, ahead)
+        scanned = {n: tables[n] for n in planned}
+        parts = scan_in_parts(backup, conn, scanned, planned, ahead, counts)
         for table_name, table_plans in planned.items():
             recorded, spent = parts[table_name]
             clock = time.perf_counter()

@@ -1,25 +1,19 @@
-"""The preflight's values scan: every value check of the conversion table and NOT NULL in one
-pass per table (or rowid range) inside SQLite, the text of a row checked at once for NUL and
-UTF-8, the ranges of a large database in worker processes."""
+"""The preflight's values scan of one table or rowid range: every value check of the conversion
+table and NOT NULL in one pass inside SQLite, the text of a row checked at once for NUL and
+UTF-8 (`scanners` runs it over a whole backup)."""
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import groupby
 from typing import Any, NamedTuple
 
-from runbook.columns.conversions import invalid_utf8, open_fast_source
+from runbook.columns.conversions import invalid_utf8
 from runbook.columns.expressions import has_nul, not_utf8
 from runbook.columns.plan import ColumnPlan
 from runbook.columns.rules import misfit_kind
 from runbook.columns.types import NUL_OR_NOT_UTF8
 from runbook.core import source as sqlite_source
 from runbook.core.source import quote_ident
-from runbook.core.workers import Started, in_processes, start_workers, stop_workers
 from runbook.engine.findings import Findings, shorten
 
 Source = Any  # a source connection: the standard module's (sqlite3) or apsw's
@@ -113,22 +107,26 @@ def _chunk_pass(
     ).fetchone()[0]
     step = max(16, min(8192, int(TEXT_CHUNK_BYTES / max(average or 1, 1))))
     failed = " OR ".join(f"({m}) <> 0" for m in masks) or "0"
-    sql = (
+    sql = (  # and where the next chunk starts: the next rowid there is (sparse rowids, an
+        # epoch in milliseconds say, make no chunk without a row)
         f"SELECT {NUL_OR_NOT_UTF8}(CAST(group_concat({joined}, char(10)) AS BLOB)), "
-        f"group_concat(CASE WHEN {failed} THEN rowid END) "
-        f"FROM {quote_ident(table)} WHERE rowid BETWEEN ? AND ?"
+        f"group_concat(CASE WHEN {failed} THEN rowid END), (SELECT rowid FROM "
+        f"{quote_ident(table)} WHERE rowid > ?2 ORDER BY rowid LIMIT 1) "
+        f"FROM {quote_ident(table)} WHERE rowid BETWEEN ?1 AND ?2"
     )
     text: list[tuple[int, int]] = []
     rowids: list[int] | None = []
-    for start in range(low, high + 1, step):
+    start: int | None = low
+    while start is not None and start <= high:
         end = min(start + step - 1, high)
-        bad_text, bad_rows = conn.execute(sql, (start, end)).fetchone()
+        bad_text, bad_rows, following = conn.execute(sql, (start, end)).fetchone()
         if bad_text:
             text.append((start, end))
         if bad_rows and rowids is not None:
             rowids += map(int, str(bad_rows).split(","))
             if len(rowids) > MAX_FLAGGED_ROWS:
                 rowids = None
+        start = following
     return Chunked(text, rowids)
 
 
@@ -256,127 +254,8 @@ def _read(kind: str, value: Any) -> Any:
     return sqlite_source.decode_text(value) if kind == "text" else value
 
 
-SPLIT_ROWS = 50_000  # a larger table's values are scanned in rowid ranges of this many rows
-PROCESSES = min(4, os.cpu_count() or 1)  # ranges scanned at once, each in its own process
-IN_PROCESS_ROWS = 100_000  # a database this small is scanned here (a process costs ~0.1 s)
-
-
 class Recorded(list):
     """The findings of one range, in order, added to the whole scan's when all are done."""
 
     def add(self, *finding: Any) -> None:
         self.append(finding)
-
-
-Range = tuple[int, tuple[int, int] | None]  # rowids spanned, rowid bounds (None: no rowid)
-
-
-def _ranges(conn: sqlite3.Connection, table: sqlite_source.Table) -> list[Range]:
-    """The ranges of about SPLIT_ROWS rowids cutting a large rowid table, in rowid order (the
-    order of one pass); the whole table otherwise."""
-    if not table.rowid:
-        return [(SPLIT_ROWS, None)]
-    low, high = sqlite_source.key_bounds(conn, table.name)
-    if low is None:
-        return [(0, None)]
-    return [
-        (min(SPLIT_ROWS, high - low + 1), (start, min(start + SPLIT_ROWS - 1, high)))
-        for start in range(low, high + 1, SPLIT_ROWS)
-    ]
-
-
-_PART: dict[str, Any] = {}  # a scanning process's source connection and tables
-# a scanning process's page cache: its ranges are read once, in rowid order, so SQLite's default
-# 2 MiB holds nothing read again (measured, the scan of standard and wide scale 1 in one
-# process: the same seconds, 1.4-1.8 MiB less resident; the processes run at the run's peak)
-SCAN_CACHE_KIB = 256
-
-
-def _open_part(backup: str) -> None:
-    """Set up a scanning process: the backup opened through apsw's SQLite with the conversions'
-    SQL functions (the SQLite the transfer reads with; measured, scale 1: the scan on one core
-    2.6-2.8 s against 3.7-6.1 s through the standard module's older SQLite)."""
-    _PART["conn"] = open_fast_source(backup)
-    _PART["conn"].execute(f"PRAGMA cache_size = -{SCAN_CACHE_KIB}")
-    _PART["tables"] = sqlite_source.tables_of(backup)
-
-
-def _scan_range(
-    conn: Source,
-    tables: dict[str, sqlite_source.Table],
-    job: tuple[list[ColumnPlan], tuple[int, int] | None],
-) -> tuple[list[tuple], float]:
-    """One range's values scan: its findings in order, and its seconds."""
-    plans, bounds = job
-    only = f"rowid BETWEEN {bounds[0]} AND {bounds[1]}" if bounds else ""
-    clock, recorded = time.perf_counter(), Recorded()
-    scan_values(conn, tables[plans[0].table], plans, recorded, only, bounds)
-    return list(recorded), time.perf_counter() - clock
-
-
-def _scan_part(job: tuple[list[ColumnPlan], tuple[int, int] | None]) -> tuple[list[tuple], float]:
-    """One range's values scan in a scanning process."""
-    return _scan_range(_PART["conn"], _PART["tables"], job)
-
-
-def _scanned_here(rows: int) -> bool:
-    """Whether a scan of `rows` rows runs in the calling process (a process costs ~0.1 s)."""
-    return rows <= IN_PROCESS_ROWS or PROCESSES < 2
-
-
-_OPEN_PART = "runbook.engine.values:_open_part"
-_SCAN_PART = "runbook.engine.values:_scan_part"
-
-
-@contextmanager
-def scanners_ahead(backup: str, rows: int) -> Iterator[Started]:
-    """The scanning processes of a backup of `rows` rows, started ahead of the scan (their
-    interpreter, imports and the backup opened while the schema is created: 0.2 s a process on
-    2 vCPUs; none where the scan runs in the kernel, `scan_in_parts`); those the scan did not
-    take, every one when it did not run, are ended on leaving."""
-    here = _scanned_here(rows)
-    ahead = [] if here else start_workers(PROCESSES, _OPEN_PART, (backup,), _SCAN_PART)
-    try:
-        yield ahead
-    finally:
-        stop_workers(ahead)
-
-
-def scan_in_parts(
-    backup: str,
-    conn: sqlite3.Connection,
-    tables: dict[str, sqlite_source.Table],
-    plans: dict[str, list[ColumnPlan]],
-    ahead: Started | None = None,
-) -> dict[str, tuple[list[tuple], float]]:
-    """The values scan of every table, its ranges in PROCESSES processes (those started
-    `ahead` first) when the database has more than IN_PROCESS_ROWS rows or processes were
-    started for it (largest ranges first): per table, its findings in one pass's order and
-    the seconds its ranges took, summed. Processes, not threads: the UTF-8 check is a Python
-    call, and threads making it waited on each other's GIL (measured, 1.2M rows: one thread
-    2.6 s, two threads 7.5 s; the scan of scale 1 in two processes 2.2 s)."""
-    tasks = [(name, *cut) for name in plans for cut in _ranges(conn, tables[name])]
-    done: dict[int, tuple[list[tuple], float]] = {}
-    if _scanned_here(sum(rows for _, rows, _ in tasks)) and not ahead:
-        fast = open_fast_source(backup)  # the SQLite the processes would scan with
-        try:
-            for index, (name, _, bounds) in enumerate(tasks):
-                done[index] = _scan_range(fast, tables, (plans[name], bounds))
-        finally:
-            fast.close()
-    else:
-        order = sorted(range(len(tasks)), key=lambda index: -tasks[index][1])
-        in_processes(
-            [(index, (plans[tasks[index][0]], tasks[index][2])) for index in order],
-            PROCESSES,
-            _OPEN_PART,
-            (backup,),
-            _SCAN_PART,
-            done.__setitem__,
-            ahead,
-        )
-    parts: dict[str, tuple[list[tuple], float]] = {name: ([], 0.0) for name in plans}
-    for index, (name, _, _) in enumerate(tasks):
-        recorded, spent = done[index]
-        parts[name] = (parts[name][0] + recorded, parts[name][1] + spent)
-    return parts

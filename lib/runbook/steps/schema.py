@@ -27,8 +27,8 @@ from runbook.core.target import (
 )
 from runbook.engine import ddl, ledger, replace
 from runbook.engine.preflight import require_policy, scan
+from runbook.engine.scanners import scanners_ahead
 from runbook.engine.snapshot import FK_PROBLEMS_KEPT
-from runbook.engine.values import scanners_ahead
 
 
 def alembic_head() -> str:
@@ -341,7 +341,7 @@ def prepare(
             tables = reflected and reflected["tables"]
             plans = column_map(backup, step.pg, column_rules, tables)
             checks, orphans = translated_checks(reflected), _orphans_known(run)
-            preflight = scan(backup, plans, checks, orphans, ahead)
+            preflight = scan(backup, plans, checks, orphans, ahead, recorded.get("row_counts"))
             written = not (preflight["total"] and on_bad_rows == "stop")
         finally:
             step.finish(commit=written)
