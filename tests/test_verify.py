@@ -256,6 +256,49 @@ def test_segments_cover_negative_sparse_and_extreme_keys(
     assert [s for s in source if source[s] != changed[s]] == [0]
 
 
+def test_sparse_keys_make_segments_and_key_ranges_of_rows_not_of_keys(
+    fresh_target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys an epoch in milliseconds apart (as some applications key their rows): a segment is
+    as wide as the keys are sparse, so 20,000 rows over 2e10 keys are a few segments and key
+    ranges, not one segment per row (two queries each on both engines) nor a key range per
+    10,000 keys, and a changed row is still found and named."""
+    from runbook.columns.conversions import conversion_for
+    from runbook.columns.plan import ColumnPlan
+    from runbook.engine import differences
+
+    path = tmp_path / "sparse.db"
+    keys = [1_700_000_000_000 + i * 1_000_003 for i in range(20_000)]
+    table_on_both(
+        path, fresh_target, [(k, f"v{k}") for k in keys], "id INTEGER PRIMARY KEY, v TEXT"
+    )
+    plans = [
+        ColumnPlan("t", "id", "INTEGER", "bigint", False, conversion_for("bigint").name),
+        ColumnPlan("t", "v", "TEXT", "text", True, conversion_for("text").name),
+    ]
+    found, extents = checksums.shapes_of(str(path), {"t": plans}, {})  # rows counted
+    shape = found["t"]
+    assert extents["t"] == (20_000, keys[0], keys[-1])
+    source = checksums._source_sums(str(path), shape, "")
+    assert 2 <= len(source) <= 4  # segments of about SEGMENT rows
+    assert checksums._target_sums(fresh_target, shape) == source
+    monkeypatch.setattr(checksums, "SPLIT_COST", 5_000)  # 8 pieces by cost
+    parts = checksums._parts(found, extents, {"t": ""}, {})
+    assert 2 <= len(parts) <= 8
+    in_ranges: dict[int, list[int]] = {}
+    for part in parts:
+        in_ranges.update(checksums._source_sums(str(path), shape, part.source_where, part.start))
+    assert in_ranges == source
+    with connect(fresh_target) as conn:
+        conn.execute("UPDATE t SET v = 'changed' WHERE id = %s", [keys[12_345]])
+    changed = checksums._target_sums(fresh_target, shape)
+    assert [s for s in source if source[s] != changed[s]] == [
+        digest.segment_of(keys[12_345], shape.width)
+    ]
+    named = differences.compare(str(path), fresh_target, shape, "", source, changed)
+    assert [d["pk"] for d in named["differences"]] == [{"id": keys[12_345]}]
+
+
 def test_a_key_range_is_walked_from_its_own_first_key(
     fresh_target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

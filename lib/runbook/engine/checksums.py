@@ -1,7 +1,8 @@
 """The checksum engine: content checksums of every table on both engines, read at the same
 time, compared per primary-key segment.
 
-A table's rows are cut into primary-key segments (SEGMENT key values each); a segment's checksum
+A table's rows are cut into primary-key segments (SEGMENT key values each, as many more as its
+keys are sparse: `digest.width`); a segment's checksum
 is the first 64 bits of the SHA-256 of its rows' canonical bytes (`shapes`) in key order (for a
 table without an integer key, the sum of each row's). Where the work is done (measured on 2
 vCPUs; each choice below made it faster):
@@ -75,6 +76,7 @@ def _source_job(
         "text_factory": text_factory,
         "hasher": shape.hasher(0),
         "start": start,
+        "width": shape.width,
     }
     if shape.integer_key:
         job["next_key_sql"], job["segment_sql"] = shape.source_segment_sql(where)
@@ -115,7 +117,7 @@ def _target_sums(
             def next_key(start: int) -> int | None:
                 return conn.execute(next_key_sql, [start]).fetchone()[0]
 
-            for segment, low, high in digest.segments_present(next_key, start):
+            for segment, low, high in digest.segments_present(next_key, start, shape.width):
                 count, sha256 = conn.execute(segment_sql, [low, high]).fetchone()
                 sums[segment] = [count, digest.digest64(sha256)]
             return sums
@@ -142,33 +144,41 @@ def _ordered_again(
     _, segment_sql = shape.target_segment_sql(where, ordered=True)
     with server_session(target) as conn:
         for segment in differing:
-            count, sha256 = conn.execute(segment_sql, digest.segment_bounds(segment)).fetchone()
+            bounds = digest.segment_bounds(segment, shape.width)
+            count, sha256 = conn.execute(segment_sql, bounds).fetchone()
             if count:
                 target_sums[segment] = [count, digest.digest64(sha256)]
             else:
                 target_sums.pop(segment, None)
 
 
-def _size_sql(table: sqlite_source.Table, key: str | None) -> str:
-    """SQL for a table's size: its largest integer key (where its key ranges end), else its
-    largest rowid, else (a WITHOUT ROWID table) its row count; cheap, each from an index."""
-    if key:
-        return f"SELECT max({quote_ident(key)}) FROM {quote_ident(table.name)}"
-    if table.rowid:
-        return f"SELECT max(rowid) FROM {quote_ident(table.name)}"
-    return f"SELECT count(*) FROM {quote_ident(table.name)}"
+Extent = tuple[int, int, int]  # a table's rows, its lowest and highest integer key (else 0, 0)
 
 
-def shapes_of(backup: str, plans: dict) -> tuple[dict[str, Shape], dict[str, int]]:
-    """Each table's row shape, and its size (for the cost of reading it, and its key ranges)."""
+def _extent(conn: Any, table: str, key: str | None, rows: int | None) -> Extent:
+    """A table's rows (`rows`, else counted) and the bounds of its integer key (from its index)."""
+    if rows is None:
+        rows = sqlite_source.row_counts(conn, [table]).get(table, 0)
+    low, high = sqlite_source.key_bounds(conn, table, key) if key else (None, None)
+    return rows, low or 0, high or 0
+
+
+def shapes_of(
+    backup: str, plans: dict, counts: dict[str, int] | None = None
+) -> tuple[dict[str, Shape], dict[str, Extent]]:
+    """Each table's row shape, its segments as wide as its keys are sparse, and its extent (for
+    the cost of reading it, and its key ranges): its rows from `counts`, those missing there
+    counted; with no `counts`, for comparing rows by key, segments of SEGMENT keys and no
+    extents."""
     conn = sqlite_source.open_readonly(backup)
     try:
         tables = {t.name: t for t in sqlite_source.reflect(conn)}
         keys = {name: integer_key(tables[name], table_plans) for name, table_plans in plans.items()}
-        sizes = {
-            name: conn.execute(_size_sql(tables[name], keys[name])).fetchone()[0] or 0
-            for name in plans
-        }
+        extents = (
+            {}
+            if counts is None
+            else {name: _extent(conn, name, keys[name], counts.get(name)) for name in plans}
+        )
     finally:
         conn.close()
     shapes = {
@@ -178,30 +188,40 @@ def shapes_of(backup: str, plans: dict) -> tuple[dict[str, Shape], dict[str, int
             table_plans,
             tables[name].primary_key,
             keys[name] is not None,
+            digest.width(*extents[name]) if keys[name] and name in extents else SEGMENT,
         )
         for name, table_plans in plans.items()
     }
-    return shapes, sizes
+    return shapes, extents
 
 
-def _ranges(shape: Shape, size: int, pieces: int, where: str) -> list[_Part]:
-    """A table as `pieces` key ranges of whole segments (so no segment is split), each with its
-    bounds on both engines and the lowest key its walk starts from."""
-    width = -(-(size + 1) // pieces // SEGMENT) * SEGMENT
+def _ranges(shape: Shape, extent: Extent, pieces: int, where: str) -> list[_Part]:
+    """A table as `pieces` key ranges of whole segments (so no segment is split: each starts on
+    a segment's first key, and the first takes every key below, where segment 0 holds the keys
+    either side of 0), each with its bounds on both engines and the lowest key its walk starts
+    from."""
+    _, low, high = extent
+    base = max(0, low // shape.width * shape.width)
+    width = max(1, -(-(high + 1 - base) // pieces // shape.width)) * shape.width
     source_key, target_key = shape.key_column(0), shape.key_column(1)
     parts = []
-    for start in range(0, size + 1, width):
-        low = "" if start == 0 else f"{{key}} >= {start}"
-        high = "" if start + width > size else f"{{key}} < {start + width}"
-        bounds = " AND ".join(b for b in (low, high) if b)
+    for start in range(base, high + 1, width):
+        bounds = " AND ".join(
+            bound
+            for bound in (
+                "" if start == base else f"{{key}} >= {start}",
+                "" if start + width > high else f"{{key}} < {start + width}",
+            )
+            if bound
+        )
         source_where = " AND ".join(f"({w})" for w in (bounds.format(key=source_key), where) if w)
-        first = start if start else digest.INT64_MIN
+        first = start if start != base else digest.INT64_MIN
         parts.append(_Part(shape.table, source_where, bounds.format(key=target_key), first))
     return parts
 
 
 def _parts(
-    shapes: dict[str, Shape], sizes: dict[str, int], wheres: dict[str, str], reinserted: dict
+    shapes: dict[str, Shape], extents: dict[str, Extent], wheres: dict[str, str], reinserted: dict
 ) -> list[_Part]:
     """The jobs of both engines, costliest first (a short tail): a costly table with an integer
     key as key ranges, so that one table does not become the critical path; re-inserted keys
@@ -209,14 +229,14 @@ def _parts(
     parts: list[_Part] = []
     part_cost: dict[str, float] = {}
     for name, shape in shapes.items():
-        cost = sizes[name] * shape.cost_per_row
+        cost = extents[name][0] * shape.cost_per_row
         split = shape.integer_key and not shape.python
         pieces = max(1, -(-cost // SPLIT_COST)) if split else 1
         part_cost[name] = cost / pieces
         if pieces <= 1:
             parts.append(_Part(name, wheres[name], ""))
         else:
-            parts += _ranges(shape, sizes[name], pieces, wheres[name])
+            parts += _ranges(shape, extents[name], pieces, wheres[name])
     parts.sort(key=lambda part: -part_cost[part.table])
     for part in parts:
         keys = reinserted.get(part.table, [])
@@ -294,14 +314,14 @@ def checksums(
     # the backup's census counts the source rows; a later snapshot's are the rows compared
     census = run.read("backup")["row_counts"] if source is None else {}
     backup = str(source or run.backup_path)
-    shapes, sizes = shapes_of(backup, plans)
+    shapes, extents = shapes_of(backup, plans, census)
     wheres = {name: row_filter(name, held) for name in plans}
     # rows the operator corrected and re-inserted: in the target, but not as in the source, so
     # the comparison leaves them out and accounts for them by count
     reinserted = rejects.reinserted_keys(
         run, {name: shape.key[0] if shape.key else "rowid" for name, shape in shapes.items()}
     )
-    parts = _parts(shapes, sizes, wheres, reinserted)
+    parts = _parts(shapes, extents, wheres, reinserted)
     source_sums, target_sums = _both_engines(
         backup, target, shapes, parts, workers or default_workers()
     )

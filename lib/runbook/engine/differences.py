@@ -9,7 +9,7 @@ from typing import Any
 from runbook.columns.conversions import open_source
 from runbook.core.source import quote_ident
 from runbook.core.target import Target, connect
-from runbook.engine.digest import FETCH_ROWS, MASK, SEGMENT
+from runbook.engine.digest import FETCH_ROWS, MASK, segment_bounds
 from runbook.engine.shapes import Shape
 
 MAX_DIFFERENCES = 50  # per table, shown and stored
@@ -42,6 +42,7 @@ class _Side:
         ]
         self.canon = [p.rule.canonical for p in self.plans]
         self.integer_key = shape.integer_key
+        self.width = shape.width
 
     def key_of(self, row: tuple) -> tuple:
         return tuple(row[i] for i in self.key_index) if self.key else row
@@ -58,15 +59,11 @@ def _target_select(side: _Side, where: str = "") -> str:
 
 
 def _segment_where(side: _Side, segment: int, column: str) -> str:
-    """Rows of one segment (`key / SEGMENT`, which truncates toward zero on both engines)."""
+    """Rows of one segment (`key / width`, which truncates toward zero on both engines)."""
     if not side.integer_key:
         return ""
-    col = quote_ident(column)
-    if segment > 0:
-        return f"{col} >= {segment * SEGMENT} AND {col} < {(segment + 1) * SEGMENT}"
-    if segment < 0:
-        return f"{col} > {(segment - 1) * SEGMENT} AND {col} <= {segment * SEGMENT}"
-    return f"{col} > {-SEGMENT} AND {col} < {SEGMENT}"
+    low, high = segment_bounds(segment, side.width)
+    return f"{quote_ident(column)} BETWEEN {low} AND {high}"
 
 
 def _source_rows(backup: str, sql: str):

@@ -19,7 +19,8 @@ from typing import Any
 from runbook.columns.conversions import open_source
 from runbook.core import source as sqlite_source
 
-SEGMENT = 10_000  # primary-key values per checksum segment
+SEGMENT = 10_000  # primary-key values per checksum segment where the keys are dense (see `width`)
+MAX_WIDTH = 10**18  # keys per segment at most: a width SQL on both engines reads as an integer
 MASK = (1 << 64) - 1
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 FETCH_ROWS = 5_000
@@ -228,32 +229,40 @@ def digest64(digest: bytes) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def segment_of(key: int) -> int:
-    """The segment of an integer key: `key / SEGMENT` truncated toward zero, as both engines'
+def width(rows: int, low: int, high: int) -> int:
+    """Keys per segment of a table of `rows` rows keyed from `low` to `high`: SEGMENT where
+    the keys are dense, wider by as much as they are sparse (keys an epoch in milliseconds
+    apart, say), so a segment holds about SEGMENT rows either way, not one row each (two
+    queries a segment on each engine)."""
+    return min(MAX_WIDTH, SEGMENT * max(1, (high - low + 1) // max(rows, 1)))
+
+
+def segment_of(key: int, width: int = SEGMENT) -> int:
+    """The segment of an integer key: `key / width` truncated toward zero, as both engines'
     integer division does."""
-    return -(-key // SEGMENT) if key < 0 else key // SEGMENT
+    return -(-key // width) if key < 0 else key // width
 
 
-def segment_bounds(segment: int) -> tuple[int, int]:
+def segment_bounds(segment: int, width: int = SEGMENT) -> tuple[int, int]:
     """The smallest and largest key of a segment (within 64-bit integers)."""
     if segment > 0:
-        low, high = segment * SEGMENT, segment * SEGMENT + SEGMENT - 1
+        low, high = segment * width, segment * width + width - 1
     elif segment < 0:
-        low, high = segment * SEGMENT - SEGMENT + 1, segment * SEGMENT
+        low, high = segment * width - width + 1, segment * width
     else:
-        low, high = -SEGMENT + 1, SEGMENT - 1
+        low, high = -width + 1, width - 1
     return max(low, INT64_MIN), min(high, INT64_MAX)
 
 
 def segments_present(
-    next_key: Callable[[int], int | None], start: int = INT64_MIN
+    next_key: Callable[[int], int | None], start: int = INT64_MIN, width: int = SEGMENT
 ) -> Iterator[tuple[int, int, int]]:
     """(segment, its lowest key, its highest key) of each segment holding a key at or above
     `start`, in key order: the next key present at or above a bound, its segment, then on past
     that segment; so gaps in the keys cost nothing. Both engines walk their tables this way."""
     while (key := next_key(start)) is not None:
-        segment = segment_of(key)
-        low, high = segment_bounds(segment)
+        segment = segment_of(key, width)
+        low, high = segment_bounds(segment, width)
         yield segment, low, high
         if high == INT64_MAX:
             return
@@ -279,7 +288,8 @@ def source_sums(job: dict[str, Any]) -> dict[int, list[int]]:
         def next_key(start: int) -> int | None:
             return conn.execute(job["next_key_sql"], (start,)).fetchone()[0]
 
-        for segment, low, high in segments_present(next_key, job.get("start", INT64_MIN)):
+        start, width = job.get("start", INT64_MIN), job.get("width", SEGMENT)
+        for segment, low, high in segments_present(next_key, start, width):
             rows, sha256 = iter(conn.execute(job["segment_sql"], (low, high))), hashlib.sha256()
             count = 0
             while batch := list(islice(rows, HASH_ROWS)):  # the same bytes as all rows at once

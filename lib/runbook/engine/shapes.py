@@ -45,6 +45,7 @@ class Shape:
     plans: list[ColumnPlan]
     key: tuple[str, ...]
     integer_key: bool
+    width: int = SEGMENT  # keys per segment (`digest.width`), the same on both engines
 
     def __post_init__(self) -> None:
         self.texts = [(p, _sql_canonical(p)) for p in self.plans]
@@ -116,7 +117,7 @@ class Shape:
         return quote_ident(plan.column if side == 0 else plan.pg_column)
 
     def _segment(self, side: int) -> str:
-        return f"{self.key_column(side)} / {SEGMENT}" if self.integer_key else "0"
+        return f"{self.key_column(side)} / {self.width}" if self.integer_key else "0"
 
     def _order(self, side: int) -> str:
         return f" ORDER BY {self.key_column(side)}" if self.integer_key else ""
