@@ -289,6 +289,8 @@ def test_sparse_keys_make_segments_and_key_ranges_of_rows_not_of_keys(
     for part in parts:
         in_ranges.update(checksums._source_sums(str(path), shape, part.source_where, part.start))
     assert in_ranges == source
+    below_zero = checksums._parts(found, {"t": (20_000, -(10**7), -1)}, {"t": ""}, {})
+    assert [(p.source_where, p.start) for p in below_zero] == [("", digest.INT64_MIN)]
     with connect(fresh_target) as conn:
         conn.execute("UPDATE t SET v = 'changed' WHERE id = %s", [keys[12_345]])
     changed = checksums._target_sums(fresh_target, shape)

@@ -202,6 +202,8 @@ def _ranges(shape: Shape, extent: Extent, pieces: int, where: str) -> list[_Part
     from."""
     _, low, high = extent
     base = max(0, low // shape.width * shape.width)
+    if high < base:  # every key below 0: in the one part that starts from the lowest
+        return [_Part(shape.table, where, "")]
     width = max(1, -(-(high + 1 - base) // pieces // shape.width)) * shape.width
     source_key, target_key = shape.key_column(0), shape.key_column(1)
     parts = []
