@@ -95,6 +95,35 @@ def test_parallel_ranged_load_ends_with_exactly_the_alembic_catalog(
     assert transfer.summary(result).startswith(f"{sum(t['rows'] for t in result['tables'])} rows")
 
 
+def test_key_ranges_reaching_the_largest_bigint_fit_the_ledger_and_cover_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random 64-bit keys reach both ends of bigint: the key ranges of a split table still end
+    where the ledger's bigint can name them (the last one open above, so the largest key is
+    loaded) and together select every row exactly once."""
+    keys = [-(2**63), -(2**40), -5, 0, 7, 2**40, 2**62, 2**63 - 1]
+    path = tmp_path / "keys.db"
+    with sqlite3.connect(path) as lite:
+        lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        lite.executemany("INSERT INTO t VALUES (?, 'x')", [(k,) for k in keys])
+    lite.close()
+    plans = [
+        ColumnPlan("t", "id", "INTEGER", "bigint", False, "integer"),
+        ColumnPlan("t", "v", "TEXT", "text", True, conversion_for("text").name),
+    ]
+    monkeypatch.setattr(loader, "SPLIT_ROWS", 3)
+    table = loader.TableLoad("t", "t", plans, len(keys), "id")
+    with sqlite3.connect(path) as lite:
+        chunks = loader.split(lite, table, "", workers=2)
+        assert len(chunks) >= 2
+        assert all(-(2**63) <= end <= 2**63 - 1 for c in chunks for end in c.span)
+        selected = [k for c in chunks for (k,) in lite.execute(f"SELECT id FROM t WHERE {c.where}")]
+        again = [loader.range_chunk(table, "", *c.span, c.rows).where for c in chunks]
+        assert again == [c.where for c in chunks]  # as a resumed load rebuilds them
+    lite.close()
+    assert sorted(selected) == keys
+
+
 def test_dropped_definitions_are_recorded_and_a_crashed_load_is_restored(
     prepared, monkeypatch: pytest.MonkeyPatch
 ) -> None:

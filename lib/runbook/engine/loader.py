@@ -162,18 +162,23 @@ def split(source: Any, table: TableLoad, selection: str, workers: int) -> list[C
     step = max(1, -(-(high - low + 1) // pieces))
     rows = -(-table.rows // pieces)
     return [
-        range_chunk(table, selection, start, start + step, rows)
+        range_chunk(table, selection, start, min(start + step, KEY_END), rows)
         for start in range(low, high + 1, step)
     ]
 
 
+KEY_END = (1 << 63) - 1  # a range's end the ledger (bigint) can hold: its keys have no bound above
+
+
 def range_chunk(table: TableLoad, selection: str, start: int, end: int, rows: int) -> Chunk:
-    """The chunk of the ledger's range [start, end) of a table ((0, 0): the whole table)."""
+    """The chunk of the ledger's range [start, end) of a table ((0, 0): the whole table; an
+    end of KEY_END: every key from start on, the largest bigint included, as random 64-bit
+    keys reach it)."""
     if (start, end) == (0, 0):
         return Chunk(table, selection, rows, whole=True)
     key = quote_ident(table.key or "rowid")
-    where = _and(f"{key} >= {start} AND {key} < {end}", selection)
-    return Chunk(table, where, rows, span=(start, end))
+    below = "" if end >= KEY_END else f" AND {key} < {end}"
+    return Chunk(table, _and(f"{key} >= {start}{below}", selection), rows, span=(start, end))
 
 
 def chunk_job(chunk: Chunk, fast: bool = False) -> dict[str, Any]:
