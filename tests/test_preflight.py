@@ -289,19 +289,21 @@ def test_text_that_is_not_utf8_or_holds_nul_is_found_beside_text_that_is_fine(
     assert nul == {(7, "a"), (7, "b"), (7, "j")}
 
 
-def test_sparse_rowids_make_no_more_ranges_or_chunks_than_rows(tmp_path) -> None:
-    """Rowids far apart (an epoch in milliseconds, as some applications key their rows) are
-    cut by rows, not by their span: three rows over 2e10 rowids are one range, read in no
-    more chunks than it has rows, and the misfit among them is found."""
+def test_sparse_rowids_make_no_more_ranges_or_chunks_than_rows(tmp_path, monkeypatch) -> None:
+    """Rowids far apart (an epoch in milliseconds, or random 64-bit keys, as some applications
+    key their rows) are cut by rows, not by their span: 200 rows over 2e11 rowids are one range,
+    read in chunks of 16 rows (the chunk size here), not one chunk a row, and the misfit in the
+    last row is found."""
     from runbook.columns.conversions import conversion_for, register_functions
     from runbook.core import source as sqlite_source
     from runbook.engine import scanners, values
 
+    monkeypatch.setattr(values, "TEXT_CHUNK_BYTES", 1)  # chunks of 16 rows, the least
     path = tmp_path / "sparse.db"
-    ids = [1_700_000_000_000, 1_700_000_000_001, 1_720_000_000_000]
+    ids = [1_700_000_000_000 + i * 1_000_000_007 for i in range(200)]
     with closing(sqlite3.connect(path)) as lite:
         lite.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
-        rows = [(ids[0], "a"), (ids[1], "b"), (ids[2], "c\x00")]
+        rows = [(key, f"note {key}") for key in ids[:-1]] + [(ids[-1], "last\x00")]
         lite.executemany("INSERT INTO notes VALUES (?, ?)", rows)
         lite.commit()
     plans = [
@@ -311,18 +313,19 @@ def test_sparse_rowids_make_no_more_ranges_or_chunks_than_rows(tmp_path) -> None
     table = sqlite_source.tables_of(path)["notes"]
     with closing(sqlite3.connect(path)) as conn:
         register_functions(conn)
-        assert scanners._ranges(conn, table, None) == [(3, (ids[0], ids[2]))]
+        assert scanners._ranges(conn, table, None) == [(200, (ids[0], ids[-1]))]
         statements: list[str] = []
         conn.set_trace_callback(statements.append)
         found = values.Recorded()
-        only = f"rowid BETWEEN {ids[0]} AND {ids[2]}"
-        values.scan_values(conn, table, plans, found, only, (ids[0], ids[2]))
-    assert 1 <= len([sql for sql in statements if "group_concat(CASE WHEN" in sql]) <= 3
+        only = f"rowid BETWEEN {ids[0]} AND {ids[-1]}"
+        values.scan_values(conn, table, plans, found, only, (ids[0], ids[-1]))
+    chunk_queries = [sql for sql in statements if "group_concat(CASE WHEN" in sql]
+    assert 200 / 16 <= len(chunk_queries) <= 200 / 16 + 2
     assert [(f[0], f[2], f[3], f[4]) for f in found] == [
-        ("notes", {"id": ids[2]}, "body", "nul_character")
+        ("notes", {"id": ids[-1]}, "body", "nul_character")
     ]
     whole = scan(str(path), plans)["findings"]
-    assert [(f["pk"], f["kind"]) for f in whole] == [({"id": ids[2]}, "nul_character")]
+    assert [(f["pk"], f["kind"]) for f in whole] == [({"id": ids[-1]}, "nul_character")]
 
 
 def test_year_0000_which_postgresql_refuses_is_a_misfit(fresh_target: Target, tmp_path) -> None:

@@ -107,19 +107,28 @@ def _chunk_pass(
     ).fetchone()[0]
     step = max(16, min(8192, int(TEXT_CHUNK_BYTES / max(average or 1, 1))))
     failed = " OR ".join(f"({m}) <> 0" for m in masks) or "0"
-    sql = (  # and where the next chunk starts: the next rowid there is (sparse rowids, an
-        # epoch in milliseconds say, make no chunk without a row)
+    sql = (  # and its rows, and where the next chunk starts: the next rowid there is
         f"SELECT {NUL_OR_NOT_UTF8}(CAST(group_concat({joined}, char(10)) AS BLOB)), "
-        f"group_concat(CASE WHEN {failed} THEN rowid END), (SELECT rowid FROM "
+        f"group_concat(CASE WHEN {failed} THEN rowid END), count(*), (SELECT rowid FROM "
         f"{quote_ident(table)} WHERE rowid > ?2 ORDER BY rowid LIMIT 1) "
         f"FROM {quote_ident(table)} WHERE rowid BETWEEN ?1 AND ?2"
+    )
+    # the end of a chunk of `step` rows where rowids are sparse (an epoch in milliseconds, or
+    # random 64-bit keys): walked in the rowid b-tree, so a chunk holds rows, not one each
+    by_rows = (
+        f"SELECT coalesce((SELECT rowid FROM {quote_ident(table)} WHERE rowid BETWEEN ?1 AND ?2 "
+        f"ORDER BY rowid LIMIT 1 OFFSET {step - 1}), ?2)"
     )
     text: list[tuple[int, int]] = []
     rowids: list[int] | None = []
     start: int | None = low
+    sparse = False
     while start is not None and start <= high:
         end = min(start + step - 1, high)
-        bad_text, bad_rows, following = conn.execute(sql, (start, end)).fetchone()
+        if sparse:
+            end = conn.execute(by_rows, (start, high)).fetchone()[0]
+        bad_text, bad_rows, rows, following = conn.execute(sql, (start, end)).fetchone()
+        sparse = sparse or rows < step // 2
         if bad_text:
             text.append((start, end))
         if bad_rows and rowids is not None:
