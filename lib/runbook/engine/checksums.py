@@ -208,14 +208,9 @@ def _ranges(shape: Shape, extent: Extent, pieces: int, where: str) -> list[_Part
     source_key, target_key = shape.key_column(0), shape.key_column(1)
     parts = []
     for start in range(base, high + 1, width):
-        bounds = " AND ".join(
-            bound
-            for bound in (
-                "" if start == base else f"{{key}} >= {start}",
-                "" if start + width > high else f"{{key}} < {start + width}",
-            )
-            if bound
-        )
+        lower = "" if start == base else f"{{key}} >= {start}"
+        upper = "" if start + width > high else f"{{key}} < {start + width}"
+        bounds = " AND ".join(b for b in (lower, upper) if b)
         source_where = " AND ".join(f"({w})" for w in (bounds.format(key=source_key), where) if w)
         first = start if start != base else digest.INT64_MIN
         parts.append(_Part(shape.table, source_where, bounds.format(key=target_key), first))

@@ -36,6 +36,7 @@ from psycopg.types.numeric import DecimalBinaryDumper
 from psycopg.types.string import BytesBinaryDumper
 
 from runbook.columns.conversions import open_fast_source, open_source
+from runbook.columns.expressions import INT_RANGES
 from runbook.columns.plan import ColumnPlan, copy_line_sql
 from runbook.columns.types import Wire
 from runbook.core.pool import on_connections
@@ -167,7 +168,7 @@ def split(source: Any, table: TableLoad, selection: str, workers: int) -> list[C
     ]
 
 
-KEY_END = (1 << 63) - 1  # a range's end the ledger (bigint) can hold: its keys have no bound above
+KEY_END = INT_RANGES["bigint"][1]  # a range's end the ledger's bigint holds: keys unbounded above
 
 
 def range_chunk(table: TableLoad, selection: str, start: int, end: int, rows: int) -> Chunk:

@@ -112,9 +112,9 @@ def scan_in_parts(
     its ranges in PROCESSES processes (those started `ahead` first) when the database has
     more than IN_PROCESS_ROWS rows or processes were started for it (largest ranges first):
     per table, its findings in one pass's order and the seconds its ranges took, summed.
-    Processes, not threads: the UTF-8 check is a Python
-    call, and threads making it waited on each other's GIL (measured, 1.2M rows: one thread
-    2.6 s, two threads 7.5 s; the scan of scale 1 in two processes 2.2 s)."""
+    Processes, not threads: the UTF-8 check is a Python call, and threads making it waited on
+    each other's GIL (measured, 1.2M rows: one thread 2.6 s, two threads 7.5 s; the scan of
+    scale 1 in two processes 2.2 s)."""
     counted = counts or {}
     tasks = [
         (name, *cut) for name in plans for cut in _ranges(conn, tables[name], counted.get(name))

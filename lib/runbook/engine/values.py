@@ -124,9 +124,10 @@ def _chunk_pass(
     start: int | None = low
     sparse = False
     while start is not None and start <= high:
-        end = min(start + step - 1, high)
         if sparse:
             end = conn.execute(by_rows, (start, high)).fetchone()[0]
+        else:
+            end = min(start + step - 1, high)
         bad_text, bad_rows, rows, following = conn.execute(sql, (start, end)).fetchone()
         sparse = sparse or rows < step // 2
         if bad_text:
